@@ -58,7 +58,8 @@ const makeHub = <A>(name: string, capacity: number): Hub<A> => {
       else subscribers.add(subscriber)
       return subscriber
     }),
-    (subscriber) => Effect.sync(() => subscribers.delete(subscriber))
+    // Ending (not shutting down) the queue lets the stream deliver what is buffered, then finish.
+    (subscriber) => Effect.sync(() => subscribers.delete(subscriber)).pipe(Effect.andThen(Queue.end(subscriber.queue)))
   ).pipe(Effect.map((subscriber) => Stream.fromQueue(subscriber.queue)))
   const end = Effect.suspend(() => {
     ended = true

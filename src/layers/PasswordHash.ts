@@ -11,9 +11,10 @@
  * cost of a hash must not grow with attacker-chosen input (OpenSSH CVE-2016-6515).
  */
 import bcrypt from "bcryptjs"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import * as crypto from "node:crypto"
 import { verify as verifySha512Crypt } from "unixcrypt"
+import { PasswordHasher } from "../services/PasswordHasher.js"
 
 /** Longest password accepted, in UTF-8 bytes. */
 export const maxPasswordBytes = 1024
@@ -105,9 +106,14 @@ export const verifyPassword = (password: string, hash: string): Effect.Effect<bo
   })
 
 /**
- * A real argon2id hash of a random password nobody knows. A registry makes one
- * when it starts and checks unknown users against it, so that they cost the
- * same work as real ones.
- * @category constructors
+ * The PasswordHasher service on node:crypto's argon2id, bcryptjs and unixcrypt.
+ * @category layers
  */
-export const makeDecoyHash: Effect.Effect<string> = Effect.suspend(() => hashPassword(crypto.randomBytes(32).toString("hex")))
+export const layer: Layer.Layer<PasswordHasher> = Layer.succeed(
+  PasswordHasher,
+  PasswordHasher.of({
+    hash: hashPassword,
+    verify: verifyPassword,
+    isSupported: (hash) => hashFormat(hash) !== undefined
+  })
+)

@@ -9,6 +9,7 @@ import { Effect, Layer } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
+import { PasswordHasher } from "../services/PasswordHasher.js"
 import type { Principal } from "../services/Principal.js"
 import { Sessions } from "../services/Sessions.js"
 import { usernameProblem } from "../services/Username.js"
@@ -22,7 +23,7 @@ import {
   type UserSpec
 } from "../services/UserRegistry.js"
 import { type AuthorizedKey, parseAuthorizedKey } from "./AuthorizedKey.js"
-import { hashFormat, hashPassword, isAcceptablePassword, makeDecoyHash, maxPasswordBytes, verifyPassword } from "./PasswordHash.js"
+import { isAcceptablePassword, maxPasswordBytes } from "./PasswordHash.js"
 
 interface StoredUser {
   readonly username: string
@@ -51,6 +52,7 @@ const parseKey = (username: string, line: string) => {
 
 /** The stored hash for a password or a hash given by the caller; undefined means no password. */
 const passwordHashOf = (
+  hasher: PasswordHasher["Service"],
   username: string,
   password: string | null | undefined,
   passwordHash: string | null | undefined
@@ -60,18 +62,18 @@ const passwordHashOf = (
   }
   if (password != null) {
     return isAcceptablePassword(password)
-      ? hashPassword(password)
+      ? hasher.hash(password)
       : fail(username, "InvalidPassword", `a password must have 1 to ${maxPasswordBytes} bytes`)
   }
   if (passwordHash != null) {
-    return hashFormat(passwordHash)
+    return hasher.isSupported(passwordHash)
       ? Effect.succeed(passwordHash)
       : fail(username, "InvalidPasswordHash", "expected an argon2id, bcrypt ($2a$/$2b$/$2y$) or sha512-crypt ($6$) hash")
   }
   return Effect.succeed(undefined)
 }
 
-const toStored = (spec: UserSpec): Effect.Effect<StoredUser, UserError> =>
+const toStored = (hasher: PasswordHasher["Service"], spec: UserSpec): Effect.Effect<StoredUser, UserError> =>
   Effect.gen(function*() {
     yield* checkUsername(spec.username)
     yield* checkRoot(spec.username, spec.root)
@@ -81,7 +83,7 @@ const toStored = (spec: UserSpec): Effect.Effect<StoredUser, UserError> =>
       root: spec.root,
       canRead: spec.canRead,
       canWrite: spec.canWrite,
-      passwordHash: yield* passwordHashOf(spec.username, spec.password, spec.passwordHash),
+      passwordHash: yield* passwordHashOf(hasher, spec.username, spec.password, spec.passwordHash),
       keys
     }
   })
@@ -116,11 +118,14 @@ const rootIsDirectory = (root: string) =>
 export const make = (users: ReadonlyArray<UserSpec>) =>
   Effect.gen(function*() {
     const sessions = yield* Sessions
-    const decoy = yield* makeDecoyHash
+    const hasher = yield* PasswordHasher
+    // A hash of a random password nobody knows: unknown and key-only users are
+    // checked against it, so they cost the same argon2id work as real ones.
+    const decoy = yield* hasher.hash(crypto.randomBytes(32).toString("hex"))
     const store = new Map<string, StoredUser>()
     for (const spec of users) {
       if (store.has(spec.username)) return yield* fail(spec.username, "AlreadyExists", "listed twice")
-      store.set(spec.username, yield* toStored(spec))
+      store.set(spec.username, yield* toStored(hasher, spec))
     }
 
     const existing = (username: string) =>
@@ -133,9 +138,8 @@ export const make = (users: ReadonlyArray<UserSpec>) =>
       if (credentials._tag === "PublicKey") return Effect.succeed(hasKey(user?.keys ?? [], credentials.key))
       // Refused before any hashing: the outcome cannot depend on whether the user exists.
       if (!isAcceptablePassword(credentials.password)) return Effect.succeed(false)
-      // Unknown users and key-only users pay for a real argon2id verification too.
       const hash = user?.passwordHash
-      return verifyPassword(credentials.password, hash ?? decoy).pipe(Effect.map((ok) => ok && hash !== undefined))
+      return hasher.verify(credentials.password, hash ?? decoy).pipe(Effect.map((ok) => ok && hash !== undefined))
     }
 
     const authenticate = (credentials: Credentials): Effect.Effect<Principal, AuthError> =>
@@ -160,7 +164,7 @@ export const make = (users: ReadonlyArray<UserSpec>) =>
           ? undefined
           : yield* Effect.forEach(changes.authorizedKeys, (line) => parseKey(username, line))
         const passwordChanges = changes.password !== undefined || changes.passwordHash !== undefined
-        const passwordHash = passwordChanges ? yield* passwordHashOf(username, changes.password, changes.passwordHash) : undefined
+        const passwordHash = passwordChanges ? yield* passwordHashOf(hasher, username, changes.password, changes.passwordHash) : undefined
         // Commit on the user as it is now, in case another change landed while hashing.
         const current = yield* existing(username)
         store.set(username, {
@@ -182,7 +186,7 @@ export const make = (users: ReadonlyArray<UserSpec>) =>
       list: Effect.sync(() => Array.from(store.values(), toInfo)),
       addUser: (spec) =>
         Effect.gen(function*() {
-          const user = yield* toStored(spec)
+          const user = yield* toStored(hasher, spec)
           if (store.has(user.username)) return yield* fail(user.username, "AlreadyExists", "a user with this name exists")
           store.set(user.username, user)
         }),
@@ -222,5 +226,5 @@ export const make = (users: ReadonlyArray<UserSpec>) =>
  * An in-memory registry holding `users`; fails to build on an invalid user.
  * @category layers
  */
-export const layer = (users: ReadonlyArray<UserSpec>): Layer.Layer<UserRegistry, UserError, Sessions> =>
+export const layer = (users: ReadonlyArray<UserSpec>): Layer.Layer<UserRegistry, UserError, Sessions | PasswordHasher> =>
   Layer.effect(UserRegistry, make(users))
