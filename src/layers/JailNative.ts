@@ -288,18 +288,20 @@ const loadBinding = Effect.try({
 })
 
 /**
- * Builds the Jail service: loads the addon and probes openat2, failing with
- * `JailUnavailable` (at startup, not at the first request) where either is missing.
- * @category constructors
+ * Builds the Jail service over a given binding, probing openat2 first. Tests use
+ * it to wrap the real binding and inject faults.
+ * @category testing
  */
-export const make = (options: JailNativeOptions = {}): Effect.Effect<Jail["Service"], JailUnavailable> =>
+export const makeWithBinding = (
+  binding: JailBinding,
+  options: JailNativeOptions = {}
+): Effect.Effect<Jail["Service"], JailUnavailable> =>
   Effect.gen(function*() {
-    const binding = yield* loadBinding
     yield* Effect.tryPromise({
       try: () => binding.probe(),
       catch: (cause) =>
         new JailUnavailable({
-          detail: `openat2 with RESOLVE_IN_ROOT failed (${codeOf(cause)}); Linux 5.6 or later without a seccomp filter denying it is required`
+          detail: `openat2 with RESOLVE_IN_ROOT failed (${codeOf(cause)}); it needs Linux 5.6 or later and no seccomp filter denying it`
         })
     })
     const resolved = { fileMode: options.fileMode ?? 0o600, directoryMode: options.directoryMode ?? 0o700 }
@@ -316,6 +318,14 @@ export const make = (options: JailNativeOptions = {}): Effect.Effect<Jail["Servi
         ).pipe(Effect.map((fd) => makeHandle(binding, resolved, root, fd)))
     })
   })
+
+/**
+ * Builds the Jail service: loads the addon and probes openat2, failing with
+ * `JailUnavailable` (at startup, not at the first request) where either is missing.
+ * @category constructors
+ */
+export const make = (options: JailNativeOptions = {}): Effect.Effect<Jail["Service"], JailUnavailable> =>
+  Effect.flatMap(loadBinding, (binding) => makeWithBinding(binding, options))
 
 /**
  * The Jail service backed by the native addon.
