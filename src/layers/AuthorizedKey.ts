@@ -6,7 +6,7 @@
  * ignored: silently dropping a restriction the operator wrote would widen access.
  * Private keys are refused too, so a pasted private key is never stored.
  */
-import { utils } from "ssh2"
+import ssh2 from "ssh2"
 
 /**
  * A parsed public key. `blob` is the SSH wire encoding that clients present.
@@ -29,7 +29,7 @@ export const parseAuthorizedKey = (line: string): AuthorizedKey | { readonly pro
   if (fields.length < 2 || !/^(ssh|ecdsa|sk)-/.test(fields[0]!)) {
     return { problem: "expected \"type base64 [comment]\" without options" }
   }
-  const parsed = utils.parseKey(trimmed)
+  const parsed = ssh2.utils.parseKey(trimmed)
   if (parsed instanceof Error) return { problem: "not a valid OpenSSH public key" }
   if (parsed.isPrivateKey()) return { problem: "a private key, not a public key" }
   const blob = parsed.getPublicSSH()

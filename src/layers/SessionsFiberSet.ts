@@ -41,7 +41,7 @@ interface Live {
  */
 export const make = (options: SessionsOptions = {}) =>
   Effect.gen(function*() {
-    const handshakeMs = Duration.toMillis(options.handshakeTimeout ?? "30 seconds")
+    const defaultHandshakeMs = Duration.toMillis(options.handshakeTimeout ?? "30 seconds")
     const idleMs = Duration.toMillis(options.idleTimeout ?? "15 minutes")
     const set = yield* FiberSet.make<void, never>()
     const stopped = yield* Deferred.make<void>()
@@ -49,7 +49,12 @@ export const make = (options: SessionsOptions = {}) =>
     const live = new Map<number, Live>()
     let nextId = 1
 
-    const watchdog = (startedAt: number, state: { lastActivity: number; authenticated: boolean }, authenticated: Deferred.Deferred<void>) =>
+    const watchdog = (
+      handshakeMs: number,
+      startedAt: number,
+      state: { lastActivity: number; authenticated: boolean },
+      authenticated: Deferred.Deferred<void>
+    ) =>
       Effect.gen(function*() {
         while (true) {
           const now = yield* Clock.currentTimeMillis
@@ -94,8 +99,13 @@ export const make = (options: SessionsOptions = {}) =>
             }),
           draining: Deferred.await(drain)
         }
-        const ended = Effect.exit(body(control)).pipe(Effect.map((exit) => ({ _tag: "Ended" as const, exit })))
-        const session = Effect.raceFirst(ended, watchdog(startedAt, state, authenticated)).pipe(
+        const ended = Effect.exit(Effect.scoped(body(control))).pipe(Effect.map((exit) => ({ _tag: "Ended" as const, exit })))
+        const session = Effect.raceFirst(ended, watchdog(
+          start.handshakeTimeout === undefined ? defaultHandshakeMs : Duration.toMillis(start.handshakeTimeout),
+          startedAt,
+          state,
+          authenticated
+        )).pipe(
           Effect.flatMap((outcome) => {
             if (outcome._tag === "SessionTimeout") {
               return Effect.logInfo(`session timed out (${outcome.kind})`).pipe(

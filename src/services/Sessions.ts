@@ -12,7 +12,7 @@
  * the deadline. Interruption runs each session's finalizers (files closed,
  * partial uploads never announced).
  */
-import { Context, Data, type Duration, type Effect } from "effect"
+import { Context, Data, type Duration, type Effect, type Scope } from "effect"
 import type { Protocol } from "./Protocol.js"
 
 /**
@@ -57,6 +57,8 @@ export class SessionTimeout extends Data.TaggedError("SessionTimeout")<{
 export interface StartOptions {
   readonly protocol: Protocol
   readonly clientIp: string
+  /** Overrides the server's handshake timeout for this session (SFTP has its own). */
+  readonly handshakeTimeout?: Duration.Input
   /**
    * Runs after the body was interrupted by a timeout, before the session's scope
    * closes: the place for FTP's "421" line. Should be short; its failure is ignored.
@@ -72,9 +74,13 @@ export class Sessions extends Context.Service<Sessions, {
   /**
    * Forks `body` as a new session. Returns false without running it when the
    * server no longer accepts connections; the caller then closes the socket.
-   * Whatever the body fails with is logged at the end of the session.
+   * Whatever the body fails with is logged at the end of the session. The body runs
+   * in its own scope, closed when the session ends: the place for its socket.
    */
-  start<E, R>(options: StartOptions, body: (control: SessionControl) => Effect.Effect<void, E, R>): Effect.Effect<boolean, never, R>
+  start<E, R>(
+    options: StartOptions,
+    body: (control: SessionControl) => Effect.Effect<void, E, R>
+  ): Effect.Effect<boolean, never, Exclude<R, Scope.Scope>>
   readonly list: Effect.Effect<ReadonlyArray<SessionInfo>>
   /** Interrupts every session of `username`; returns how many. */
   endUser(username: string): Effect.Effect<number>

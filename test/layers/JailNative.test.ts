@@ -277,44 +277,45 @@ describe("JailNative", () => {
         assert.strictEqual(yield* reasonOf(readAll(w.jail, raw("/secret.txt"))), "NotFound")
       }))
 
-    it.live("symlink-swap race: a directory swapped with a link to / in a loop never yields an outside byte", () =>
-      Effect.gen(function*() {
-        const w = yield* world
-        const d = path.join(w.root, "d")
-        fs.mkdirSync(d)
-        fs.writeFileSync(path.join(d, "f"), "inside")
-        fs.mkdirSync(path.join(w.outside, "d"))
-        fs.writeFileSync(path.join(w.outside, "d", "f"), SECRET)
-        // Another process swaps d between a real directory and a symlink to the outside,
-        // for a bounded time, while this process reads d/f through the jail.
-        const swapper = spawn("python3", ["-c", `
+  })
+
+  it.live("symlink-swap race: a directory swapped with a link to / in a loop never yields an outside byte", () =>
+    Effect.gen(function*() {
+      const w = yield* world
+      const d = path.join(w.root, "d")
+      fs.mkdirSync(d)
+      fs.writeFileSync(path.join(d, "f"), "inside")
+      fs.mkdirSync(path.join(w.outside, "d"))
+      fs.writeFileSync(path.join(w.outside, "d", "f"), SECRET)
+      // Another process swaps d between a real directory and a symlink to the outside,
+      // for a bounded time, while this process reads d/f through the jail.
+      const swapper = spawn("python3", ["-c", `
 import os, time
 root, outside = ${JSON.stringify(w.root)}, ${JSON.stringify(w.outside)}
 os.symlink(os.path.join(outside, "d"), os.path.join(root, "evil"))
 end = time.time() + 2
 while time.time() < end:
-    os.rename(os.path.join(root, "d"), os.path.join(root, "real"))
-    os.rename(os.path.join(root, "evil"), os.path.join(root, "d"))
-    os.rename(os.path.join(root, "d"), os.path.join(root, "evil"))
-    os.rename(os.path.join(root, "real"), os.path.join(root, "d"))
+  os.rename(os.path.join(root, "d"), os.path.join(root, "real"))
+  os.rename(os.path.join(root, "evil"), os.path.join(root, "d"))
+  os.rename(os.path.join(root, "d"), os.path.join(root, "evil"))
+  os.rename(os.path.join(root, "real"), os.path.join(root, "d"))
 `], { stdio: "ignore" })
-        const exited = new Promise<number | null>((resolve) => swapper.on("exit", resolve))
-        let done = false
-        void exited.then(() => { done = true })
-        const outcomes = { inside: 0, refused: 0, secret: 0 }
-        while (!done) {
-          const result = yield* Effect.exit(readAll(w.jail, raw("/d/f")))
-          if (Exit.isSuccess(result)) {
-            if (result.value === SECRET) outcomes.secret++
-            else outcomes.inside++
-          } else outcomes.refused++
-        }
-        assert.strictEqual(yield* Effect.promise(() => exited), 0)
-        assert.strictEqual(outcomes.secret, 0)
-        assert.isAbove(outcomes.inside, 0)
-        assert.isAbove(outcomes.refused, 0, "the race was real: some reads met the symlink")
-      }).pipe(Effect.provide(jailLayer)))
-  })
+      const exited = new Promise<number | null>((resolve) => swapper.on("exit", resolve))
+      let done = false
+      void exited.then(() => { done = true })
+      const outcomes = { inside: 0, refused: 0, secret: 0 }
+      while (!done) {
+        const result = yield* Effect.exit(readAll(w.jail, raw("/d/f")))
+        if (Exit.isSuccess(result)) {
+          if (result.value === SECRET) outcomes.secret++
+          else outcomes.inside++
+        } else outcomes.refused++
+      }
+      assert.strictEqual(yield* Effect.promise(() => exited), 0)
+      assert.strictEqual(outcomes.secret, 0)
+      assert.isAbove(outcomes.inside, 0)
+      assert.isAbove(outcomes.refused, 0, "the race was real: some reads met the symlink")
+    }).pipe(Effect.provide(jailLayer)))
 
   it.effect("a kernel without openat2 fails the layer at startup with JailUnavailable", () =>
     Effect.gen(function*() {

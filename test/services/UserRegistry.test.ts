@@ -3,7 +3,7 @@ import bcrypt from "bcryptjs"
 import { Effect, Exit, Layer, Ref } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { utils } from "ssh2"
+import ssh2 from "ssh2"
 import * as PasswordHash from "../../src/layers/PasswordHash.js"
 import * as SessionsFiberSet from "../../src/layers/SessionsFiberSet.js"
 import * as UserRegistryMemory from "../../src/layers/UserRegistryMemory.js"
@@ -69,7 +69,7 @@ describe("UserRegistry (memory)", () => {
     Effect.gen(function*() {
       const root = yield* tempDir()
       const verifications = yield* Ref.make(0)
-      const key = utils.generateKeyPairSync("ed25519", {})
+      const key = ssh2.utils.generateKeyPairSync("ed25519", {})
       const context = yield* registry([
         { username: "alice", root, canRead: true, canWrite: true, password: "pw-alice" },
         { username: "keyonly", root, canRead: true, canWrite: true, authorizedKeys: [key.public] }
@@ -166,9 +166,9 @@ describe("UserRegistry (memory)", () => {
   it.effect("public keys: only listed keys log in; keys can be added and removed at runtime", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()
-      const alicesKey = utils.generateKeyPairSync("ed25519", { comment: "alice@laptop" })
-      const otherKey = utils.generateKeyPairSync("ecdsa", { bits: 256 })
-      const blob = (pub: string) => (utils.parseKey(pub) as ReturnType<typeof utils.parseKey> & { getPublicSSH(): Buffer }).getPublicSSH()
+      const alicesKey = ssh2.utils.generateKeyPairSync("ed25519", { comment: "alice@laptop" })
+      const otherKey = ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 })
+      const blob = (pub: string) => (ssh2.utils.parseKey(pub) as ReturnType<typeof ssh2.utils.parseKey> & { getPublicSSH(): Buffer }).getPublicSSH()
       const withKey = (pub: string): Credentials => ({ _tag: "PublicKey", username: "alice", algorithm: "ssh-ed25519", key: blob(pub) })
       const context = yield* registry([{ username: "alice", root, canRead: true, canWrite: true, authorizedKeys: [alicesKey.public] }])
       yield* Effect.gen(function*() {

@@ -1,0 +1,115 @@
+/**
+ * `Server.layer(config)`: the whole server from one validated configuration.
+ *
+ * It builds one instance of each service (Sessions, Events, Jail, PasswordHasher,
+ * UserRegistry) and the listeners of the enabled protocols on top of them, and
+ * provides all of them, so an Effect application can manage users or subscribe
+ * to events next to the running server. The listeners stop and every session is
+ * interrupted when the layer's scope closes; use `Server.shutdown` first for a
+ * graceful stop.
+ */
+import { Data, Effect, Layer } from "effect"
+import * as fs from "node:fs/promises"
+import ssh2 from "ssh2"
+import { parseAddress } from "../config/Address.js"
+import { durationOf, type ServerConfig } from "../config/Config.js"
+import * as SftpServer from "../protocols/sftp/Server.js"
+import type { Events } from "../services/Events.js"
+import type { Jail, JailUnavailable } from "../services/Jail.js"
+import { Server } from "../services/Server.js"
+import { Sessions } from "../services/Sessions.js"
+import type { UserError, UserRegistry } from "../services/UserRegistry.js"
+import * as EventsHub from "./EventsHub.js"
+import * as JailNative from "./JailNative.js"
+import * as PasswordHash from "./PasswordHash.js"
+import * as SessionsFiberSet from "./SessionsFiberSet.js"
+import * as UserRegistryMemory from "./UserRegistryMemory.js"
+
+/**
+ * A host key file that cannot be read or is not a private key.
+ * @category errors
+ */
+export class HostKeyError extends Data.TaggedError("HostKeyError")<{
+  readonly field: string
+  readonly problem: string
+}> {
+  override get message(): string {
+    return `${this.field}: ${this.problem}`
+  }
+}
+
+/**
+ * Everything building the server can fail with.
+ * @category errors
+ */
+export type ServerError = SftpServer.ListenError | HostKeyError | JailUnavailable | UserError
+
+/**
+ * The services `Server.layer` provides.
+ * @category models
+ */
+export type ServerServices = Server | Sessions | Events | UserRegistry | Jail
+
+const readHostKey = (file: string, index: number) =>
+  Effect.gen(function*() {
+    const field = `sftp.hostKeyFiles[${index}]`
+    const data = yield* Effect.tryPromise({
+      try: () => fs.readFile(file),
+      catch: (cause) => new HostKeyError({ field, problem: `cannot read ${file} (${(cause as NodeJS.ErrnoException).code ?? "error"})` })
+    })
+    const key = ssh2.utils.parseKey(data)
+    if (key instanceof Error || !key.isPrivateKey()) {
+      return yield* new HostKeyError({ field, problem: `${file} is not an unencrypted private key in PEM or OpenSSH format` })
+    }
+    return data
+  })
+
+const hostKeys = (files: ReadonlyArray<string> | undefined) =>
+  files && files.length > 0
+    ? Effect.forEach(files, readHostKey)
+    : Effect.logWarning("no sftp.hostKeyFiles configured: using an ephemeral ed25519 host key; clients will see a new host key after every restart").pipe(
+      Effect.as([Buffer.from(ssh2.utils.generateKeyPairSync("ed25519", {}).private)])
+    )
+
+const sftpLayer = (config: ServerConfig) => {
+  const sftp = config.sftp
+  if (!sftp) return Layer.empty
+  return Layer.unwrap(Effect.map(hostKeys(sftp.hostKeyFiles), (keys) =>
+    SftpServer.layer({
+      address: parseAddress(sftp.address)!,
+      hostKeys: keys,
+      algorithms: { kex: sftp.kex, ciphers: sftp.ciphers, macs: sftp.macs, publicKeyAlgorithms: sftp.publicKeyAlgorithms },
+      handshakeTimeout: durationOf(sftp.handshakeTimeout),
+      policy: { allowChown: config.allowChown, allowChtimes: config.allowChtimes },
+      tempExtensions: config.tempExtensions
+    })))
+}
+
+const serverService = Layer.effect(
+  Server,
+  Effect.gen(function*() {
+    const sessions = yield* Sessions
+    const sftp = yield* Effect.serviceOption(SftpServer.SftpServer)
+    return Server.of({
+      addresses: sftp._tag === "Some" ? { sftp: sftp.value.address } : {},
+      close: sessions.close,
+      shutdown: sessions.shutdown
+    })
+  })
+)
+
+/**
+ * The whole server for `config` (decode it with `decodeConfig` first).
+ * @category layers
+ */
+export const layer = (config: ServerConfig): Layer.Layer<ServerServices, ServerError> => {
+  const core = Layer.mergeAll(
+    SessionsFiberSet.layer({ idleTimeout: durationOf(config.idleTimeout) }),
+    EventsHub.layer(),
+    JailNative.layer(),
+    PasswordHash.layer
+  )
+  const withUsers = UserRegistryMemory.layer(config.users).pipe(Layer.provideMerge(core))
+  const listeners = sftpLayer(config).pipe(Layer.provideMerge(withUsers))
+  return serverService.pipe(Layer.provideMerge(listeners))
+}

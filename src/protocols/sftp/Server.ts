@@ -1,0 +1,255 @@
+/**
+ * The SFTP listener: accepts TCP connections, runs each as a session fiber, and
+ * lets ssh2 carry the SSH transport and authentication of that connection.
+ *
+ * The listener owns the accept loop (node:net) and hands each socket to ssh2 with
+ * `Server.injectSocket`, so the session fiber owns the socket: when the session
+ * ends (client gone, timeout, shutdown, user removed) its scope destroys it.
+ *
+ * Authentication goes through UserRegistry only. A public key is accepted only
+ * once its signature verified here: a "query" (no signature) is answered with
+ * "this key would do" and never authorises anything (the CVE-2024-45337 class).
+ * At most `maxAuthAttempts` rejected attempts per connection, then it is closed.
+ * Only the "sftp" subsystem is served: shell, exec, pty, env, X11, agent and
+ * port forwarding requests have no handler, and ssh2 refuses them.
+ */
+import { Context, Data, Deferred, type Duration, Effect, FiberSet, Layer, type Scope } from "effect"
+import * as net from "node:net"
+import ssh2 from "ssh2"
+import { type Address, formatAddress } from "../../config/Address.js"
+import { Events, LoginFailed, LoginSucceeded, Logout } from "../../services/Events.js"
+import { Jail, type JailHandle } from "../../services/Jail.js"
+import type { Principal } from "../../services/Principal.js"
+import { type SessionControl, Sessions } from "../../services/Sessions.js"
+import { type Credentials, UserRegistry } from "../../services/UserRegistry.js"
+import * as Access from "../common/Access.js"
+import { type AlgorithmKind, effective } from "./Algorithms.js"
+import { serveChannel, type SftpLimits } from "./Session.js"
+
+/**
+ * What the SFTP listener needs to run.
+ * @category models
+ */
+export interface SftpOptions {
+  readonly address: Address
+  /** Private host keys, PEM or OpenSSH format. At least one. */
+  readonly hostKeys: ReadonlyArray<string | Buffer>
+  /** Pinned algorithm lists; an empty list means the defaults of Algorithms.ts. */
+  readonly algorithms: Readonly<Record<AlgorithmKind, ReadonlyArray<string>>>
+  readonly handshakeTimeout: Duration.Input
+  readonly policy: Access.AccessPolicy
+  /** Uploads to these suffixes are announced only when renamed to a final name. */
+  readonly tempExtensions: ReadonlyArray<string>
+  /** Rejected authentication attempts per connection before it is closed. Default 6. */
+  readonly maxAuthAttempts?: number
+  readonly limits?: Partial<SftpLimits>
+}
+
+/**
+ * The listener could not bind its address.
+ * @category errors
+ */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly protocol: "sftp" | "ftp"
+  readonly address: string
+  readonly code: string
+}> {
+  override get message(): string {
+    return `cannot listen on ${this.address} (${this.protocol}): ${this.code}`
+  }
+}
+
+/**
+ * A running SFTP listener.
+ * @category services
+ */
+export class SftpServer extends Context.Service<SftpServer, {
+  /** The bound address (the real port when the config asked for port 0). */
+  readonly address: Address
+}>()("portcullis/protocols/sftp/SftpServer") {}
+
+type Services = Sessions | UserRegistry | Events | Jail
+
+const listen = (server: net.Server, address: Address) =>
+  Effect.callback<Address, ListenError>((resume) => {
+    const onError = (error: NodeJS.ErrnoException) =>
+      resume(Effect.fail(new ListenError({ protocol: "sftp", address: formatAddress(address), code: error.code ?? "EUNKNOWN" })))
+    server.once("error", onError)
+    server.listen(address.port, address.host, () => {
+      server.off("error", onError)
+      const bound = server.address()
+      resume(Effect.succeed(typeof bound === "object" && bound ? { host: address.host, port: bound.port } : address))
+    })
+  })
+
+/** ssh2 announces a connection only after the client's version line: find it by its remote address. */
+const connectionKey = (ip: string | undefined, port: number | undefined) => `${ip ?? "?"}|${port ?? 0}`
+
+/** Verifies a signed public-key request; a query (no signature) is not verified here. */
+const signatureValid = (ctx: ssh2.PublicKeyAuthContext): boolean => {
+  if (!ctx.signature || !ctx.blob) return false
+  const key = ssh2.utils.parseKey(ctx.key.data)
+  if (key instanceof Error) return false
+  return key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)
+}
+
+/**
+ * Builds the listener: binds, accepts, and stops accepting when Sessions stops.
+ * @category constructors
+ */
+export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"], ListenError, Services | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sessions = yield* Sessions
+    const registry = yield* UserRegistry
+    const events = yield* Events
+    const jails = yield* Jail
+    const maxAuthAttempts = options.maxAuthAttempts ?? 6
+    const keyAlgorithms = effective("publicKeyAlgorithms", options.algorithms.publicKeyAlgorithms)
+
+    const ssh = new ssh2.Server({
+      hostKeys: [...options.hostKeys],
+      algorithms: {
+        // The config schema checked every name against ssh2's own lists.
+        kex: effective("kex", options.algorithms.kex) as Array<ssh2.KexAlgorithm>,
+        cipher: effective("ciphers", options.algorithms.ciphers) as Array<ssh2.CipherAlgorithm>,
+        hmac: effective("macs", options.algorithms.macs) as Array<ssh2.MacAlgorithm>,
+        compress: ["none"]
+      },
+      ident: "Portcullis"
+    })
+    const pending = new Map<string, (client: ssh2.Connection) => void>()
+    ssh.on("connection", (client, info) => {
+      const attach = pending.get(connectionKey(info.ip, info.port))
+      if (attach) attach(client)
+      else client.end()
+    })
+    ssh.on("error", () => {})
+
+    /** One connection, from accept to close. */
+    const session = (socket: net.Socket, clientIp: string) => (control: SessionControl) =>
+      Effect.gen(function*() {
+        yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+        const run = yield* FiberSet.makeRuntime<never>()
+        const key = connectionKey(socket.remoteAddress, socket.remotePort)
+        const attached = yield* Deferred.make<ssh2.Connection>()
+        const closed = yield* Deferred.make<void>()
+        const loggedIn = yield* Deferred.make<{ principal: Principal; method: "password" | "publickey" }>()
+        const jailReady = yield* Deferred.make<{ principal: Principal; jail: JailHandle }>()
+        pending.set(key, (client) => Deferred.doneUnsafe(attached, Effect.succeed(client)))
+        yield* Effect.addFinalizer(() => Effect.sync(() => pending.delete(key)))
+        socket.once("close", () => Deferred.doneUnsafe(closed, Effect.void))
+        socket.on("error", () => {})
+        ssh.injectSocket(socket)
+
+        const client = yield* Effect.raceFirst(Deferred.await(attached), Deferred.await(closed).pipe(Effect.andThen(Effect.interrupt)))
+        pending.delete(key)
+        client.on("error", () => {})
+        client.on("close", () => Deferred.doneUnsafe(closed, Effect.void))
+
+        let failures = 0
+        let accepted: { principal: Principal; method: "password" | "publickey" } | undefined
+        const refuse = (ctx: ssh2.AuthContext, counts: boolean) => {
+          if (counts) failures++
+          if (failures >= maxAuthAttempts) {
+            ctx.reject()
+            client.end()
+          } else ctx.reject(["password", "publickey"])
+        }
+        const attempt = (ctx: ssh2.AuthContext, credentials: Credentials, method: "password" | "publickey", query: boolean) =>
+          registry.authenticate(credentials).pipe(
+            Effect.matchEffect({
+              onFailure: () =>
+                Effect.sync(() => refuse(ctx, true)).pipe(
+                  Effect.andThen(query ? Effect.void : events.publishAuth(new LoginFailed({ protocol: "sftp", username: ctx.username, clientIp, method })))
+                ),
+              onSuccess: (principal) =>
+                Effect.sync(() => {
+                  if (!query) accepted = { principal, method }
+                  ctx.accept()
+                })
+            })
+          )
+        client.on("authentication", (ctx) => {
+          if (accepted) return ctx.reject()
+          switch (ctx.method) {
+            case "password":
+              return void run(attempt(ctx, { _tag: "Password", username: ctx.username, password: ctx.password }, "password", false))
+            case "publickey": {
+              if (!keyAlgorithms.includes(ctx.key.algo)) return refuse(ctx, true)
+              const credentials: Credentials = { _tag: "PublicKey", username: ctx.username, algorithm: ctx.key.algo, key: ctx.key.data }
+              // A query asks "would this key do?": answer it, but authorise only a verified signature.
+              if (!ctx.signature) return void run(attempt(ctx, credentials, "publickey", true))
+              if (!signatureValid(ctx)) {
+                refuse(ctx, true)
+                return void run(events.publishAuth(new LoginFailed({ protocol: "sftp", username: ctx.username, clientIp, method: "publickey" })))
+              }
+              return void run(attempt(ctx, credentials, "publickey", false))
+            }
+            default:
+              // "none" is how clients ask which methods exist; it is not an attempt.
+              return refuse(ctx, ctx.method !== "none")
+          }
+        })
+        client.on("ready", () => {
+          if (accepted) Deferred.doneUnsafe(loggedIn, Effect.succeed(accepted))
+          else client.end()
+        })
+        client.on("session", (acceptSession) => {
+          const sshSession = acceptSession()
+          sshSession.on("subsystem", (acceptSubsystem, rejectSubsystem, info) => {
+            if (info.name !== "sftp") return rejectSubsystem()
+            const channel = acceptSubsystem()
+            run(Deferred.await(jailReady).pipe(
+              Effect.flatMap(({ jail, principal }) =>
+                serveChannel(channel, {
+                  principal,
+                  jail,
+                  access: Access.make(principal, options.policy),
+                  control,
+                  clientIp,
+                  tempExtensions: options.tempExtensions,
+                  limits: options.limits ?? {}
+                })
+              ),
+              Effect.provideService(Events, events)
+            ))
+          })
+        })
+
+        // Wait for login (or the end of the connection), then open the user's jail for this session.
+        const login = yield* Effect.raceFirst(Deferred.await(loggedIn), Deferred.await(closed).pipe(Effect.as(undefined)))
+        if (!login) return
+        const { method, principal } = login
+        yield* control.authenticated(principal.username)
+        yield* events.publishAuth(new LoginSucceeded({ protocol: "sftp", username: principal.username, clientIp, method }))
+        yield* Effect.addFinalizer(() => events.publishAuth(new Logout({ protocol: "sftp", username: principal.username, clientIp })))
+        const jail = yield* jails.open(principal.root).pipe(Effect.tapError((error) => Effect.logWarning("cannot open the user's root", error)))
+        yield* Deferred.succeed(jailReady, { principal, jail })
+        yield* Deferred.await(closed)
+      })
+
+    const server = net.createServer({ noDelay: true })
+    const runSession = yield* FiberSet.makeRuntime<Services>()
+    server.on("connection", (socket) => {
+      const clientIp = socket.remoteAddress ?? "unknown"
+      runSession(
+        sessions.start(
+          { protocol: "sftp", clientIp, handshakeTimeout: options.handshakeTimeout },
+          session(socket, clientIp)
+        ).pipe(Effect.flatMap((started) => (started ? Effect.void : Effect.sync(() => socket.destroy()))))
+      )
+    })
+    const address = yield* Effect.acquireRelease(listen(server, options.address), () =>
+      Effect.sync(() => server.close()))
+    // Stop accepting as soon as the server closes or shuts down; live sessions are Sessions' business.
+    yield* Effect.forkScoped(sessions.stopped.pipe(Effect.andThen(Effect.sync(() => server.close()))))
+    yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ event: "listening", protocol: "sftp", address: formatAddress(address) }))
+    return SftpServer.of({ address })
+  })
+
+/**
+ * The SFTP listener as a layer; it stops accepting when its scope closes.
+ * @category layers
+ */
+export const layer = (options: SftpOptions): Layer.Layer<SftpServer, ListenError, Services> =>
+  Layer.effect(SftpServer, make(options))

@@ -1,0 +1,31 @@
+/**
+ * The Server service: one running Portcullis server, with every protocol its
+ * configuration enabled. `Server.layer(config)` (layers/Server.ts) builds it
+ * together with the services it is made of (UserRegistry, Events, Sessions, Jail).
+ */
+import { Context, type Duration, type Effect } from "effect"
+import type { Address } from "../config/Address.js"
+
+/**
+ * Where each enabled protocol listens.
+ * @category models
+ */
+export interface Addresses {
+  readonly sftp?: Address
+}
+
+/**
+ * A running server.
+ * @category services
+ */
+export class Server extends Context.Service<Server, {
+  /** The bound addresses (real ports when the config asked for port 0). */
+  readonly addresses: Addresses
+  /** Stops accepting connections; live sessions run on. */
+  readonly close: Effect.Effect<void>
+  /**
+   * Stops accepting, lets sessions finish until `deadline`, then interrupts the
+   * rest (their partial uploads are never announced). Returns how many were interrupted.
+   */
+  shutdown(deadline: Duration.Input): Effect.Effect<{ readonly forced: number }>
+}>()("portcullis/services/Server") {}
