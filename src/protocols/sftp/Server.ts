@@ -243,7 +243,6 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
       Effect.sync(() => server.close()))
     // Stop accepting as soon as the server closes or shuts down; live sessions are Sessions' business.
     yield* Effect.forkScoped(sessions.stopped.pipe(Effect.andThen(Effect.sync(() => server.close()))))
-    yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ event: "listening", protocol: "sftp", address: formatAddress(address) }))
     return SftpServer.of({ address })
   })
 

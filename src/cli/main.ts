@@ -1,0 +1,100 @@
+/**
+ * The `portcullis` command (bin/portcullis runs the compiled form of this file).
+ *
+ * `portcullis serve --config FILE` runs a server from a JSON config. Output is
+ * JSON lines on stdout (see JsonLines.ts). Exit status: 0 after a graceful stop
+ * on SIGTERM/SIGINT (which runs `shutdown(shutdownTimeout)`), 2 for an invalid
+ * config (one line on stderr naming the field), 1 for anything else.
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Cause, Context, Data, Effect, Exit, Layer, Logger, Option, type Runtime } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as fs from "node:fs/promises"
+import { ConfigError, decodeConfig, durationOf, type ServerConfig } from "../config/Config.js"
+import * as ServerLayer from "../layers/Server.js"
+import { Server } from "../services/Server.js"
+import { listening, logger, printEvents } from "./JsonLines.js"
+
+/** Ends the command with `code` after printing `line` on stderr. */
+class CliExit extends Data.TaggedError("CliExit")<{ readonly code: number; readonly line: string }> {}
+
+const version = "0.1.0"
+
+const readConfig = (file: string) =>
+  Effect.gen(function*() {
+    const text = yield* Effect.tryPromise({
+      try: () => fs.readFile(file, "utf8"),
+      catch: (cause) => new ConfigError({ field: "--config", problem: `cannot read ${file} (${(cause as NodeJS.ErrnoException).code ?? "error"})` })
+    })
+    const json = yield* Effect.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (cause) => new ConfigError({ field: "", problem: `${file} is not valid JSON (${cause instanceof Error ? cause.message : "parse error"})` })
+    })
+    return yield* decodeConfig(json)
+  })
+
+/** Names the config field behind a startup failure where there is one. */
+const startupFailure = (config: ServerConfig) => (error: ServerLayer.ServerError | ConfigError): CliExit => {
+  switch (error._tag) {
+    case "ConfigError":
+    case "HostKeyError":
+      return new CliExit({ code: 2, line: `invalid config: ${error.message}` })
+    case "UserError": {
+      const index = config.users.findIndex((u) => u.username === error.username)
+      return new CliExit({ code: 2, line: `invalid config: users[${index}]: ${error.reason} (${error.detail})` })
+    }
+    default:
+      return new CliExit({ code: 1, line: `cannot start: ${error.message}` })
+  }
+}
+
+const serve = (configFile: string) =>
+  Effect.gen(function*() {
+    const config = yield* readConfig(configFile).pipe(
+      Effect.mapError((error) => new CliExit({ code: 2, line: `invalid config: ${error.message}` }))
+    )
+    const context = yield* Layer.build(ServerLayer.layer(config)).pipe(Effect.mapError(startupFailure(config)))
+    const server = Context.get(context, Server)
+    if (server.addresses.sftp) yield* listening("sftp", server.addresses.sftp)
+    yield* printEvents.pipe(Effect.provide(context))
+    // SIGTERM/SIGINT interrupt this fiber: shut down gracefully before the scope closes.
+    return yield* Effect.never.pipe(
+      Effect.onInterrupt(() =>
+        server.shutdown(durationOf(config.shutdownTimeout)).pipe(
+          Effect.flatMap(({ forced }) => Effect.logInfo("shut down").pipe(Effect.annotateLogs({ event: "shutdown", forced })))
+        )
+      )
+    )
+  }).pipe(Effect.scoped)
+
+const serveCommand = Command.make(
+  "serve",
+  {
+    config: Flag.String("config").pipe(Flag.withDescription("JSON config file (see README)"), Flag.optional)
+  },
+  ({ config }) =>
+    Option.isSome(config)
+      ? serve(config.value)
+      : Effect.fail(new CliExit({ code: 2, line: "invalid config: --config: a config file is required" }))
+).pipe(Command.withDescription("Run the SFTP server from a config file"))
+
+const portcullis = Command.make("portcullis").pipe(
+  Command.withDescription("Embeddable, security-first SFTP and FTP/FTPS server"),
+  Command.withSubcommands([serveCommand])
+)
+
+const teardown: Runtime.Teardown = (exit, onExit) => {
+  if (Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)) return onExit(0)
+  const error = Cause.squash(exit.cause)
+  if (error instanceof CliExit) {
+    process.stderr.write(`${error.line}\n`)
+    return onExit(error.code)
+  }
+  process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
+  onExit(1)
+}
+
+Command.run(portcullis, { version }).pipe(
+  Effect.provide(Layer.mergeAll(NodeServices.layer, Logger.layer([logger]))),
+  NodeRuntime.runMain({ disableErrorReporting: true, teardown })
+)
