@@ -1,0 +1,143 @@
+/**
+ * One SFTP channel: reads packets, serves requests concurrently, writes replies.
+ *
+ * Clients pipeline dozens of READ/WRITE requests, so each request runs in its
+ * own fiber and replies go out as they are ready, tagged with the request id.
+ * Memory stays bounded: at most `maxRequestsInFlight` requests are served at
+ * once, and while that many are running the loop stops reading the channel, so
+ * ssh2's window stops the client. Requests on one handle keep the order that
+ * matters (see Requests.lockOf), acquired by this loop in arrival order.
+ *
+ * A malformed packet stream (a length over the limit, no INIT first) ends the
+ * session; a malformed request with a readable id gets BAD_MESSAGE. A defect in
+ * a handler sends a generic failure, is logged with its cause, and ends the session.
+ */
+import { Cause, Clock, Data, Effect, Exit, FiberSet, Result, Semaphore, Stream } from "effect"
+import type { Duplex } from "node:stream"
+import type { Events } from "../../services/Events.js"
+import type { JailHandle } from "../../services/Jail.js"
+import type { Principal } from "../../services/Principal.js"
+import type { SessionControl } from "../../services/Sessions.js"
+import type { Access } from "../common/Access.js"
+import * as Codec from "./Codec.js"
+import * as Handles from "./Handles.js"
+import { defaultLimits, extensions, handle, lockOf, type Reply, type RequestContext, type SftpLimits } from "./Requests.js"
+import { SftpStatus } from "./Wire.js"
+
+export type { SftpLimits } from "./Requests.js"
+
+/**
+ * What a channel needs from its SSH session.
+ * @category models
+ */
+export interface ChannelContext {
+  readonly principal: Principal
+  readonly jail: JailHandle
+  readonly access: Access
+  readonly control: SessionControl
+  readonly clientIp: string
+  readonly tempExtensions: ReadonlyArray<string>
+  readonly limits: Partial<SftpLimits>
+}
+
+/** The session cannot go on: the client broke the protocol or a handler had a defect. */
+class SessionEnd extends Data.TaggedError("SessionEnd")<{ readonly reason: string }> {}
+
+/** Writes reply packets in order, waiting for 'drain' when the channel's buffer is full. */
+const writeReply = (channel: Duplex, reply: Reply) =>
+  Effect.callback<void>((resume) => {
+    let flushed = true
+    for (const packet of reply) flushed = channel.write(packet)
+    if (flushed || channel.destroyed) return resume(Effect.void)
+    const done = () => {
+      channel.off("drain", done)
+      channel.off("close", done)
+      resume(Effect.void)
+    }
+    channel.on("drain", done)
+    channel.on("close", done)
+  })
+
+/**
+ * Serves SFTP on `channel` until the client closes it. Open handles are closed
+ * (without announcing uploads) when it ends.
+ * @category constructors
+ */
+export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.Effect<void, never, Events> =>
+  Effect.gen(function*() {
+    const limits: SftpLimits = { ...defaultLimits, ...context.limits }
+    channel.setMaxListeners(limits.maxRequestsInFlight * 2 + 10)
+    yield* Effect.addFinalizer(() => Effect.sync(() => channel.destroy()))
+    const handles = yield* Handles.make(limits.maxOpenHandles)
+    const ctx: RequestContext = { ...context, handles, limits }
+    const inFlight = yield* Semaphore.make(limits.maxRequestsInFlight)
+    const requests = yield* FiberSet.make<void, SessionEnd>()
+    const reader = Codec.makePacketReader({ maxPacketLength: limits.maxPacketLength })
+    let initialized = false
+
+    const serve = (request: Exclude<Codec.Request, Codec.Init | Codec.Unknown>) =>
+      Effect.gen(function*() {
+        yield* inFlight.take(1)
+        const lock = lockOf(request)
+        const entry = lock ? yield* Effect.result(handles.get(lock.handle)) : undefined
+        const held = entry && Result.isSuccess(entry) ? entry.success.lock : undefined
+        const exclusive = lock?.exclusive === true ||
+          (request._tag === "Write" && entry !== undefined && Result.isSuccess(entry) && entry.success._tag === "File" && entry.success.append)
+        const permits = exclusive ? Handles.permitsPerHandle : 1
+        if (held) yield* held.take(permits)
+        const now = yield* Clock.currentTimeMillis
+        yield* FiberSet.run(requests, handle(ctx, request, now).pipe(
+          Effect.flatMap((reply) => writeReply(channel, reply)),
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.interrupt
+              : Effect.logError("SFTP request defect", cause).pipe(
+                Effect.andThen(writeReply(channel, [Codec.encodeStatus(request.id, SftpStatus.Failure, "Failure")])),
+                Effect.andThen(Effect.fail(new SessionEnd({ reason: "defect" })))
+              )
+          ),
+          Effect.ensuring(Effect.andThen(held ? held.release(permits) : Effect.void, inFlight.release(1)))
+        ))
+      })
+
+    const onPacket = (body: Buffer) =>
+      Effect.gen(function*() {
+        yield* context.control.touch
+        const decoded = Codec.decodeRequest(body)
+        if (Result.isFailure(decoded)) {
+          const { id } = decoded.failure
+          if (id === undefined || !initialized) return yield* Effect.fail(new SessionEnd({ reason: `bad packet: ${decoded.failure.reason}` }))
+          return yield* writeReply(channel, [Codec.encodeStatus(id, SftpStatus.BadMessage, "Bad message")])
+        }
+        const request = decoded.success
+        if (!initialized) {
+          if (request._tag !== "Init") return yield* Effect.fail(new SessionEnd({ reason: "the first packet was not INIT" }))
+          initialized = true
+          return yield* writeReply(channel, [Codec.encodeVersion(extensions)])
+        }
+        if (request._tag === "Init") return yield* Effect.fail(new SessionEnd({ reason: "INIT sent twice" }))
+        if (request._tag === "Unknown") {
+          if (request.id === undefined) return yield* Effect.fail(new SessionEnd({ reason: "unknown packet without id" }))
+          return yield* writeReply(channel, [Codec.encodeStatus(request.id, SftpStatus.OpUnsupported, "Operation unsupported")])
+        }
+        yield* serve(request)
+      })
+
+    const onChunk = (chunk: Uint8Array) =>
+      Effect.gen(function*() {
+        const packets = reader.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+        if (Result.isFailure(packets)) return yield* Effect.fail(new SessionEnd({ reason: `framing: ${packets.failure.reason}` }))
+        for (const body of packets.success) yield* onPacket(body)
+      })
+
+    const chunks = Stream.fromAsyncIterable(channel as AsyncIterable<Uint8Array>, () => new SessionEnd({ reason: "channel error" }))
+    const outcome = yield* Effect.exit(
+      Effect.raceFirst(
+        Stream.runForEach(chunks, onChunk).pipe(Effect.andThen(FiberSet.awaitEmpty(requests))),
+        FiberSet.join(requests).pipe(Effect.andThen(Effect.never))
+      )
+    )
+    if (Exit.isFailure(outcome) && !Cause.hasInterruptsOnly(outcome.cause)) {
+      yield* Effect.logInfo("SFTP channel closed", Cause.squash(outcome.cause))
+    }
+  }).pipe(Effect.scoped)
