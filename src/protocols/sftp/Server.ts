@@ -138,10 +138,19 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         pending.set(key, (client) => Deferred.doneUnsafe(attached, Effect.succeed(client)))
         yield* Effect.addFinalizer(() => Effect.sync(() => pending.delete(key)))
         socket.once("close", () => Deferred.doneUnsafe(closed, Effect.void))
+        // On shutdown the session leaves once no SFTP channel has work in progress.
+        const drained = yield* Deferred.make<void>()
+        let draining = false
+        let activeChannels = 0
+        yield* Effect.forkScoped(control.draining.pipe(Effect.andThen(Effect.sync(() => {
+          draining = true
+          if (activeChannels === 0) Deferred.doneUnsafe(drained, Effect.void)
+        }))))
+        const ended = Effect.raceFirst(Deferred.await(closed), Deferred.await(drained))
         socket.on("error", () => {})
         ssh.injectSocket(socket)
 
-        const client = yield* Effect.raceFirst(Deferred.await(attached), Deferred.await(closed).pipe(Effect.andThen(Effect.interrupt)))
+        const client = yield* Effect.raceFirst(Deferred.await(attached), ended.pipe(Effect.andThen(Effect.interrupt)))
         pending.delete(key)
         client.on("error", () => {})
         client.on("close", () => Deferred.doneUnsafe(closed, Effect.void))
@@ -199,6 +208,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
           sshSession.on("subsystem", (acceptSubsystem, rejectSubsystem, info) => {
             if (info.name !== "sftp") return rejectSubsystem()
             const channel = acceptSubsystem()
+            activeChannels++
             run(Deferred.await(jailReady).pipe(
               Effect.flatMap(({ jail, principal }) =>
                 serveChannel(channel, {
@@ -211,13 +221,17 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
                   limits: options.limits ?? {}
                 })
               ),
-              Effect.provideService(Events, events)
+              Effect.provideService(Events, events),
+              Effect.ensuring(Effect.sync(() => {
+                activeChannels--
+                if (draining && activeChannels === 0) Deferred.doneUnsafe(drained, Effect.void)
+              }))
             ))
           })
         })
 
         // Wait for login (or the end of the connection), then open the user's jail for this session.
-        const login = yield* Effect.raceFirst(Deferred.await(loggedIn), Deferred.await(closed).pipe(Effect.as(undefined)))
+        const login = yield* Effect.raceFirst(Deferred.await(loggedIn), ended.pipe(Effect.as(undefined)))
         if (!login) return
         const { method, principal } = login
         yield* control.authenticated(principal.username)
@@ -225,7 +239,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         yield* Effect.addFinalizer(() => events.publishAuth(new Logout({ protocol: "sftp", username: principal.username, clientIp })))
         const jail = yield* jails.open(principal.root).pipe(Effect.tapError((error) => Effect.logWarning("cannot open the user's root", error)))
         yield* Deferred.succeed(jailReady, { principal, jail })
-        yield* Deferred.await(closed)
+        yield* ended
       })
 
     const server = net.createServer({ noDelay: true })

@@ -12,7 +12,7 @@
  * session; a malformed request with a readable id gets BAD_MESSAGE. A defect in
  * a handler sends a generic failure, is logged with its cause, and ends the session.
  */
-import { Cause, Clock, Data, Effect, Exit, FiberSet, Result, Semaphore, Stream } from "effect"
+import { Cause, Clock, Data, Deferred, Effect, Exit, FiberSet, Result, Semaphore, Stream } from "effect"
 import type { Duplex } from "node:stream"
 import type { Events } from "../../services/Events.js"
 import type { JailHandle } from "../../services/Jail.js"
@@ -39,6 +39,9 @@ export interface ChannelContext {
   readonly tempExtensions: ReadonlyArray<string>
   readonly limits: Partial<SftpLimits>
 }
+
+/** Shutdown asked the session to leave and it has nothing in progress. */
+class Drained extends Data.TaggedError("Drained")<{}> {}
 
 /** The session cannot go on: the client broke the protocol or a handler had a defect. */
 class SessionEnd extends Data.TaggedError("SessionEnd")<{ readonly reason: string }> {}
@@ -74,6 +77,13 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
     const requests = yield* FiberSet.make<void, SessionEnd>()
     const reader = Codec.makePacketReader({ maxPacketLength: limits.maxPacketLength })
     let initialized = false
+    let running = 0
+    // Once shutdown drains the server, the channel ends as soon as no request runs and no handle is open.
+    const quiet = yield* Deferred.make<void>()
+    let draining = false
+    const checkQuiet = Effect.suspend(() =>
+      draining && running === 0 && handles.size() === 0 ? Deferred.succeed(quiet, undefined) : Effect.void
+    )
 
     const serve = (request: Exclude<Codec.Request, Codec.Init | Codec.Unknown>) =>
       Effect.gen(function*() {
@@ -86,6 +96,7 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
         const permits = exclusive ? Handles.permitsPerHandle : 1
         if (held) yield* held.take(permits)
         const now = yield* Clock.currentTimeMillis
+        running++
         yield* FiberSet.run(requests, handle(ctx, request, now).pipe(
           Effect.flatMap((reply) => writeReply(channel, reply)),
           Effect.catchCause((cause) =>
@@ -96,7 +107,11 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
                 Effect.andThen(Effect.fail(new SessionEnd({ reason: "defect" })))
               )
           ),
-          Effect.ensuring(Effect.andThen(held ? held.release(permits) : Effect.void, inFlight.release(1)))
+          Effect.ensuring(Effect.andThen(held ? held.release(permits) : Effect.void, inFlight.release(1))),
+          Effect.ensuring(Effect.suspend(() => {
+            running--
+            return checkQuiet
+          }))
         ))
       })
 
@@ -131,11 +146,18 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
       })
 
     const chunks = Stream.fromAsyncIterable(channel as AsyncIterable<Uint8Array>, () => new SessionEnd({ reason: "channel error" }))
+    const drained = context.control.draining.pipe(
+      Effect.andThen(Effect.sync(() => void (draining = true))),
+      Effect.andThen(checkQuiet),
+      Effect.andThen(Deferred.await(quiet)),
+      Effect.andThen(Effect.fail(new Drained()))
+    )
     const outcome = yield* Effect.exit(
-      Effect.raceFirst(
+      Effect.raceAllFirst([
         Stream.runForEach(chunks, onChunk).pipe(Effect.andThen(FiberSet.awaitEmpty(requests))),
-        FiberSet.join(requests).pipe(Effect.andThen(Effect.never))
-      )
+        FiberSet.join(requests).pipe(Effect.andThen(Effect.never)),
+        drained
+      ])
     )
     if (Exit.isFailure(outcome) && !Cause.hasInterruptsOnly(outcome.cause)) {
       yield* Effect.logInfo("SFTP channel closed", Cause.squash(outcome.cause))
