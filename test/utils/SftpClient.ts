@@ -2,7 +2,7 @@
  * ssh2's SFTP client wrapped for Effect tests: connect with a password or a key,
  * and call any client method as an Effect.
  */
-import { Effect } from "effect"
+import { Data, Effect } from "effect"
 import ssh2 from "ssh2"
 
 export interface Connected {
@@ -41,15 +41,12 @@ export const login = (port: number, username: string, auth: Auth) =>
 export const call = <A = void>(f: (cb: (error: Error | null | undefined, value?: A) => void) => void) =>
   Effect.callback<A, SftpStatusError>((resume) =>
     f((error, value) => {
-      if (error) resume(Effect.fail(new SftpStatusError((error as Error & { code?: number }).code ?? -1, error.message)))
+      if (error) resume(Effect.fail(new SftpStatusError({ code: (error as Error & { code?: number }).code ?? -1, message: error.message })))
       else resume(Effect.succeed(value as A))
     }))
 
 /** A status error as the client saw it: `code` is the SSH_FX_* number. */
-export class SftpStatusError {
-  readonly _tag = "SftpStatusError"
-  constructor(readonly code: number, readonly message: string) {}
-}
+export class SftpStatusError extends Data.TaggedError("SftpStatusError")<{ readonly code: number; readonly message: string }> {}
 
 /**
  * A raw `sftp` subsystem channel: send any bytes, read whole reply packets.
@@ -67,7 +64,7 @@ export const rawChannel = (port: number, username: string, auth: Auth) =>
   Effect.gen(function*() {
     const client = yield* login(port, username, auth)
     const channel = yield* Effect.callback<ssh2.ClientChannel, Error>((resume) =>
-      client.subsys("sftp", (error, channel) => (error ? resume(Effect.fail(error)) : resume(Effect.succeed(channel)))))
+      void client.subsys("sftp", (error, channel) => (error ? resume(Effect.fail(error)) : resume(Effect.succeed(channel)))))
     let buffered = Buffer.alloc(0)
     let ended = false
     const waiters: Array<() => void> = []
