@@ -28,7 +28,7 @@ const readConfig = (file: string) =>
     })
     const json = yield* Effect.try({
       try: (): unknown => JSON.parse(text),
-      catch: (cause) => new ConfigError({ field: "", problem: `${file} is not valid JSON (${cause instanceof Error ? cause.message : "parse error"})` })
+      catch: (cause) => new ConfigError({ field: "", problem: `${file} is not valid JSON (${cause instanceof Error ? cause.message.replace(/\s+/g, " ") : "parse error"})` })
     })
     return yield* decodeConfig(json)
   })

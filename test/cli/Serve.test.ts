@@ -1,0 +1,172 @@
+/**
+ * The `portcullis serve` contract of design.md, on the real command
+ * (./bin/portcullis over the compiled dist/): the listening line, event lines,
+ * graceful SIGTERM/SIGINT with exit 0, and exit 2 with one line naming the
+ * field for every kind of bad config.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import ssh2 from "ssh2"
+import { call, connect } from "../utils/SftpClient.js"
+import { tempDir } from "../utils/TempDir.js"
+
+const bin = path.resolve(import.meta.dirname, "../../bin/portcullis")
+
+interface Running {
+  readonly child: ChildProcess
+  /** Resolves with the first stdout line whose JSON matches `predicate`. */
+  readonly line: (predicate: (record: Record<string, unknown>) => boolean) => Effect.Effect<Record<string, unknown>>
+  readonly exit: Effect.Effect<{ readonly code: number | null; readonly stderr: string }>
+}
+
+/** Starts the command; it is killed when the scope closes if still running. */
+const start = (args: ReadonlyArray<string>, cwd: string) =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      const child = spawn(bin, [...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+      const records: Array<Record<string, unknown>> = []
+      const waiters = new Set<() => void>()
+      let pending = ""
+      let stderr = ""
+      child.stdout!.on("data", (chunk: Buffer) => {
+        pending += chunk.toString()
+        const lines = pending.split("\n")
+        pending = lines.pop()!
+        for (const line of lines) records.push(JSON.parse(line) as Record<string, unknown>)
+        waiters.forEach((w) => w())
+      })
+      child.stderr!.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
+      const exited = yield* Deferred.make<{ code: number | null; stderr: string }>()
+      child.on("exit", (code) => setImmediate(() => Deferred.doneUnsafe(exited, Effect.succeed({ code, stderr }))))
+      const line = (predicate: (record: Record<string, unknown>) => boolean) =>
+        Effect.callback<Record<string, unknown>>((resume) => {
+          const check = () => {
+            const found = records.find(predicate)
+            if (!found) return
+            waiters.delete(check)
+            resume(Effect.succeed(found))
+          }
+          waiters.add(check)
+          check()
+        })
+      return { child, line, exit: Deferred.await(exited) } satisfies Running
+    }),
+    ({ child }) => Effect.sync(() => void (child.exitCode === null && child.kill("SIGKILL")))
+  )
+
+const writeConfig = (dir: string, config: unknown) => {
+  const file = path.join(dir, "config.json")
+  fs.writeFileSync(file, typeof config === "string" ? config : JSON.stringify(config))
+  return file
+}
+
+describe("portcullis serve", () => {
+  it.live("prints listening and event lines, and exits 0 after a graceful SIGTERM", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const root = path.join(dir, "alice")
+      fs.mkdirSync(root)
+      const hostKey = path.join(dir, "host_key")
+      fs.writeFileSync(hostKey, ssh2.utils.generateKeyPairSync("ed25519", {}).private)
+      const config = writeConfig(dir, {
+        sftp: { address: "127.0.0.1:0", hostKeyFiles: [hostKey] },
+        users: [{ username: "alice", password: "pw-alice", root }]
+      })
+      const server = yield* start(["serve", "--config", config], dir)
+      const listening = yield* server.line((r) => r["event"] === "listening")
+      assert.strictEqual(listening["protocol"], "sftp")
+      const port = Number(String(listening["address"]).split(":").pop())
+      assert.match(String(listening["address"]), /^127\.0\.0\.1:\d+$/)
+      assert.notStrictEqual(port, 0)
+
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { sftp } = yield* connect(port, "alice", { password: "pw-alice" })
+        yield* call((cb) => sftp.writeFile("/report.csv", "a,b\n", cb))
+      }))
+      yield* Effect.flip(Effect.scoped(connect(port, "alice", { password: "wrong" })))
+      const upload = yield* server.line((r) => r["event"] === "upload_completed")
+      assert.deepStrictEqual(upload, {
+        event: "upload_completed",
+        protocol: "sftp",
+        username: "alice",
+        path: "/report.csv",
+        fullPath: path.join(root, "report.csv"),
+        clientIp: "127.0.0.1",
+        size: 4
+      })
+      for (const event of ["login_success", "logout", "login_failed"]) {
+        const record = yield* server.line((r) => r["event"] === event)
+        assert.deepStrictEqual(record, { event, protocol: "sftp", username: "alice", clientIp: "127.0.0.1" })
+      }
+      server.child.kill("SIGTERM")
+      const exit = yield* server.exit
+      assert.strictEqual(exit.code, 0, exit.stderr)
+      const shutdown = yield* server.line((r) => r["event"] === "shutdown")
+      assert.strictEqual(shutdown["forced"], 0)
+    }))
+
+  it.live("SIGINT during a session shuts down within shutdownTimeout and exits 0", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      fs.mkdirSync(path.join(dir, "alice"))
+      const config = writeConfig(dir, {
+        sftp: { address: "127.0.0.1:0" },
+        shutdownTimeout: "200 millis",
+        users: [{ username: "alice", password: "pw-alice", root: path.join(dir, "alice") }]
+      })
+      const server = yield* start(["serve", "--config", config], dir)
+      const port = Number(String((yield* server.line((r) => r["event"] === "listening"))["address"]).split(":").pop())
+      const { client, sftp } = yield* connect(port, "alice", { password: "pw-alice" })
+      // An open upload keeps the session busy, so shutdown has to force it at the deadline.
+      yield* call<Buffer>((cb) => sftp.open("/busy", "w", cb))
+      const closed = yield* Deferred.make<void>()
+      client.once("close", () => Deferred.doneUnsafe(closed, Effect.void))
+      server.child.kill("SIGINT")
+      const exit = yield* server.exit
+      assert.strictEqual(exit.code, 0, exit.stderr)
+      assert.strictEqual((yield* server.line((r) => r["event"] === "shutdown"))["forced"], 1)
+      yield* Deferred.await(closed)
+      // The command has exited: every line it printed is in; none announces the interrupted upload.
+      const announced = yield* server.line((r) => r["event"] === "upload_completed").pipe(Effect.timeoutOption(0))
+      assert.strictEqual(announced._tag, "None")
+    }))
+
+  const badConfigs: ReadonlyArray<readonly [string, unknown, string]> = [
+    ["address", { sftp: { address: "nope" } }, "sftp.address:"],
+    ["port out of range", { sftp: { address: "127.0.0.1:70000" } }, "sftp.address:"],
+    ["duration", { idleTimeout: "3 parsecs" }, "idleTimeout:"],
+    ["algorithm", { sftp: { kex: ["curve25519-sha256", "foo"] } }, "sftp.kex[1]:"],
+    ["cipher", { sftp: { ciphers: ["rot13"] } }, "sftp.ciphers[0]:"],
+    ["unknown key", { sftp: {}, bogus: 1 }, "bogus:"],
+    ["missing username", { users: [{ root: "/tmp" }] }, "users[0].username:"],
+    ["wrong type", { users: [{ username: "u", root: "/tmp", canRead: "yes" }] }, "users[0].canRead:"],
+    ["bad username", { users: [{ username: "a/b", root: "/tmp", password: "x" }] }, "users[0]:"],
+    ["empty password", { users: [{ username: "ok", root: "/tmp" }, { username: "u", root: "/tmp", password: "" }] }, "users[1]:"],
+    ["unknown hash", { users: [{ username: "u", root: "/tmp", passwordHash: "$1$x$y" }] }, "users[0]:"],
+    ["relative root", { users: [{ username: "u", root: "tmp", password: "x" }] }, "users[0]:"],
+    ["missing host key", { sftp: { hostKeyFiles: ["/nonexistent/key"] } }, "sftp.hostKeyFiles[0]:"],
+    ["not JSON", "{ not json", "is not valid JSON"]
+  ]
+
+  it.live("an invalid config exits 2 with one line naming the field", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      for (const [name, config, field] of badConfigs) {
+        const server = yield* start(["serve", "--config", writeConfig(dir, config)], dir)
+        const exit = yield* server.exit
+        assert.strictEqual(exit.code, 2, `${name}: ${exit.stderr}`)
+        const lines = exit.stderr.trimEnd().split("\n")
+        assert.strictEqual(lines.length, 1, `${name}: ${exit.stderr}`)
+        assert.include(lines[0], field, name)
+      }
+      const missing = yield* (yield* start(["serve"], dir)).exit
+      assert.strictEqual(missing.code, 2)
+      assert.include(missing.stderr, "--config")
+      const unreadable = yield* (yield* start(["serve", "--config", path.join(dir, "absent.json")], dir)).exit
+      assert.strictEqual(unreadable.code, 2)
+      assert.include(unreadable.stderr, "--config")
+    }))
+})
