@@ -1,15 +1,21 @@
 /**
  * Portcullis: an embeddable, security-first SFTP and FTP/FTPS server.
  *
- * This is the Effect API: the services a server is made of, the layers that
- * implement them, and their models and errors. Plain-Promise users start from
- * `portcullis/promise` instead.
+ * This is the Effect API: `Server.layer(config)` runs a whole server and provides
+ * the services it is made of (UserRegistry, Events, Sessions, Jail), so an Effect
+ * application can manage users and consume events beside it. Plain-Promise users
+ * start from `portcullis/promise` instead.
  */
+export * from "./config/Config.js"
+export type { Address } from "./config/Address.js"
 export * as EventsHub from "./layers/EventsHub.js"
 export * as JailNative from "./layers/JailNative.js"
 export * as PasswordHash from "./layers/PasswordHash.js"
+export * as Server from "./layers/Server.js"
 export * as SessionsFiberSet from "./layers/SessionsFiberSet.js"
 export * as UserRegistryMemory from "./layers/UserRegistryMemory.js"
+export { AccessDenied, type AccessPolicy } from "./protocols/common/Access.js"
+export { ListenError, SftpServer } from "./protocols/sftp/Server.js"
 export * from "./services/Events.js"
 export * from "./services/Jail.js"
 export * from "./services/PasswordHasher.js"
