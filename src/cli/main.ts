@@ -13,7 +13,8 @@ import * as fs from "node:fs/promises"
 import { ConfigError, decodeConfig, durationOf, type ServerConfig } from "../config/Config.js"
 import * as ServerLayer from "../layers/Server.js"
 import { Server } from "../services/Server.js"
-import { listening, logger, printEvents } from "./JsonLines.js"
+import { loadDefaultState } from "./DefaultState.js"
+import { listening, logger, printEvents, printLine } from "./JsonLines.js"
 
 /** Ends the command with `code` after printing `line` on stderr. */
 class CliExit extends Data.TaggedError("CliExit")<{ readonly code: number; readonly line: string }> {}
@@ -48,9 +49,22 @@ const startupFailure = (config: ServerConfig) => (error: ServerLayer.ServerError
   }
 }
 
-const serve = (configFile: string) =>
+/** The config file's contents, or the default state under ./var (printing a new demo password once). */
+const loadConfig = (configFile: Option.Option<string>) =>
+  Option.isSome(configFile)
+    ? readConfig(configFile.value)
+    : loadDefaultState("var").pipe(
+      Effect.tap(({ createdDemoPassword }) =>
+        createdDemoPassword
+          ? printLine({ event: "demo_user_created", username: "demo", password: createdDemoPassword, root: "var/home/demo" })
+          : Effect.void
+      ),
+      Effect.flatMap(({ config }) => decodeConfig(config))
+    )
+
+const serve = (configFile: Option.Option<string>) =>
   Effect.gen(function*() {
-    const config = yield* readConfig(configFile).pipe(
+    const config = yield* loadConfig(configFile).pipe(
       Effect.mapError((error) => new CliExit({ code: 2, line: `invalid config: ${error.message}` }))
     )
     const context = yield* Layer.build(ServerLayer.layer(config)).pipe(Effect.mapError(startupFailure(config)))
@@ -70,13 +84,10 @@ const serve = (configFile: string) =>
 const serveCommand = Command.make(
   "serve",
   {
-    config: Flag.String("config").pipe(Flag.withDescription("JSON config file (see README)"), Flag.optional)
+    config: Flag.String("config").pipe(Flag.withDescription("JSON config file (see README); default: state under ./var"), Flag.optional)
   },
-  ({ config }) =>
-    Option.isSome(config)
-      ? serve(config.value)
-      : Effect.fail(new CliExit({ code: 2, line: "invalid config: --config: a config file is required" }))
-).pipe(Command.withDescription("Run the SFTP server from a config file"))
+  ({ config }) => serve(config)
+).pipe(Command.withDescription("Run the server from a config file, or the default state under ./var without one"))
 
 const portcullis = Command.make("portcullis").pipe(
   Command.withDescription("Embeddable, security-first SFTP and FTP/FTPS server"),

@@ -23,10 +23,10 @@ interface Running {
 }
 
 /** Starts the command; it is killed when the scope closes if still running. */
-const start = (args: ReadonlyArray<string>, cwd: string) =>
+const start = (args: ReadonlyArray<string>, cwd: string, env: Record<string, string> = {}) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
-      const child = spawn(bin, [...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+      const child = spawn(bin, [...args], { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
       const records: Array<Record<string, unknown>> = []
       const waiters = new Set<() => void>()
       let pending = ""
@@ -134,6 +134,49 @@ describe("portcullis serve", () => {
       assert.strictEqual(announced._tag, "None")
     }))
 
+  it.live("without --config: state under ./var, a demo user printed once, the same host key and password after a restart", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir()
+      const env = { PORTCULLIS_SFTP_ADDRESS: "127.0.0.1:0" }
+      const hostKeys: Array<string> = []
+      let password = ""
+      for (let run = 0; run < 2; run++) {
+        const server = yield* start(["serve"], cwd, env)
+        const port = Number(String((yield* server.line((r) => r["event"] === "listening"))["address"]).split(":").pop())
+        if (run === 0) password = String((yield* server.line((r) => r["event"] === "demo_user_created"))["password"])
+        const fingerprint = yield* Effect.callback<string, Error>((resume) => {
+          const client = new ssh2.Client()
+          client.on("error", (e) => resume(Effect.fail(e)))
+          client.on("ready", () => client.end())
+          client.connect({
+            host: "127.0.0.1",
+            port,
+            username: "demo",
+            password,
+            hostVerifier: (key: Buffer) => {
+              resume(Effect.succeed(key.toString("base64")))
+              return true
+            }
+          })
+        })
+        hostKeys.push(fingerprint)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const { sftp } = yield* connect(port, "demo", { password })
+          yield* call((cb) => sftp.writeFile(`/run-${run}.txt`, "x", cb))
+        }))
+        server.child.kill("SIGTERM")
+        assert.strictEqual((yield* server.exit).code, 0)
+        if (run === 1) {
+          const second = yield* server.line(() => true)
+          assert.notStrictEqual(second["event"], "demo_user_created", "the password is printed only once")
+        }
+      }
+      assert.strictEqual(hostKeys[0], hostKeys[1])
+      assert.strictEqual(fs.statSync(path.join(cwd, "var")).mode & 0o777, 0o700)
+      assert.isTrue(fs.existsSync(path.join(cwd, "var", "home", "demo", "run-1.txt")))
+      assert.notInclude(fs.readFileSync(path.join(cwd, "var", "users.json"), "utf8"), password)
+    }))
+
   const badConfigs: ReadonlyArray<readonly [string, unknown, string]> = [
     ["address", { sftp: { address: "nope" } }, "sftp.address:"],
     ["port out of range", { sftp: { address: "127.0.0.1:70000" } }, "sftp.address:"],
@@ -162,9 +205,6 @@ describe("portcullis serve", () => {
         assert.strictEqual(lines.length, 1, `${name}: ${exit.stderr}`)
         assert.include(lines[0], field, name)
       }
-      const missing = yield* (yield* start(["serve"], dir)).exit
-      assert.strictEqual(missing.code, 2)
-      assert.include(missing.stderr, "--config")
       const unreadable = yield* (yield* start(["serve", "--config", path.join(dir, "absent.json")], dir)).exit
       assert.strictEqual(unreadable.code, 2)
       assert.include(unreadable.stderr, "--config")

@@ -1,0 +1,65 @@
+/**
+ * The working default of `portcullis serve` without `--config`: state under
+ * `./var` (mode 0700), a persistent ed25519 host key, and a `demo` user jailed
+ * in `./var/home/demo` whose generated password is printed once, at first start.
+ * Later starts reuse all of it. Only the password's argon2id hash is stored.
+ */
+import { Effect } from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import ssh2 from "ssh2"
+import type { ServerConfigInput } from "../config/Config.js"
+import { hashPassword } from "../layers/PasswordHash.js"
+
+/**
+ * The default config, and the demo password when it was just created.
+ * @category models
+ */
+export interface DefaultState {
+  readonly config: ServerConfigInput
+  readonly createdDemoPassword: string | undefined
+}
+
+interface StoredUser {
+  readonly username: string
+  readonly passwordHash: string
+  readonly root: string
+}
+
+const ensureDirectory = (dir: string) => {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  fs.chmodSync(dir, 0o700)
+}
+
+/** Writes a new file readable by the owner only; never overwrites. */
+const writePrivate = (file: string, data: string) => fs.writeFileSync(file, data, { mode: 0o600, flag: "wx" })
+
+/**
+ * Loads (or creates on first start) the default state under `stateDir`.
+ * @category constructors
+ */
+export const loadDefaultState = (stateDir: string) =>
+  Effect.gen(function*() {
+    const dir = path.resolve(stateDir)
+    ensureDirectory(dir)
+    const hostKey = path.join(dir, "host_ed25519")
+    if (!fs.existsSync(hostKey)) writePrivate(hostKey, ssh2.utils.generateKeyPairSync("ed25519", {}).private)
+    const usersFile = path.join(dir, "users.json")
+    let createdDemoPassword: string | undefined
+    if (!fs.existsSync(usersFile)) {
+      const root = path.join(dir, "home", "demo")
+      ensureDirectory(path.dirname(root))
+      ensureDirectory(root)
+      createdDemoPassword = crypto.randomBytes(18).toString("base64url")
+      const demo: StoredUser = { username: "demo", passwordHash: yield* hashPassword(createdDemoPassword), root }
+      writePrivate(usersFile, `${JSON.stringify([demo], null, 2)}\n`)
+    }
+    const users = JSON.parse(fs.readFileSync(usersFile, "utf8")) as ReadonlyArray<StoredUser>
+    const config: ServerConfigInput = {
+      // Containers and tests move the listener with PORTCULLIS_SFTP_ADDRESS ("host:port").
+      sftp: { address: process.env["PORTCULLIS_SFTP_ADDRESS"] ?? "127.0.0.1:2022", hostKeyFiles: [hostKey] },
+      users: users.map((u) => ({ username: u.username, passwordHash: u.passwordHash, root: u.root }))
+    }
+    return { config, createdDemoPassword } satisfies DefaultState
+  })
