@@ -53,6 +53,49 @@ export const SftpConfig = Schema.Struct({
   handshakeTimeout: withDefault(DurationString, "30 seconds")
 })
 
+/** "low-high", both within 1024–65535. */
+const PortRange = Schema.String.check(
+  Schema.makeFilter((s: string) => {
+    const match = /^(\d{1,5})-(\d{1,5})$/.exec(s)
+    const low = Number(match?.[1]), high = Number(match?.[2])
+    return match && low >= 1024 && low <= high && high <= 65535 ? undefined : "expected \"low-high\" with 1024 <= low <= high <= 65535"
+  })
+)
+
+/**
+ * The `ftp.tls` section: a PEM certificate (chain) and its private key.
+ * @category models
+ */
+export const FtpTlsConfig = Schema.Struct({
+  certFile: Schema.String,
+  keyFile: Schema.String
+})
+
+/**
+ * The `ftp` section.
+ * @category models
+ */
+export const FtpConfig = Schema.Struct({
+  address: withDefault(AddressString, "127.0.0.1:2121"),
+  passivePorts: withDefault(PortRange, "50000-50100"),
+  /** Address announced in PASV replies (behind NAT). Absent: the control connection's local address. */
+  passiveAddress: Schema.optionalKey(Schema.String),
+  dataAcceptTimeout: withDefault(DurationString, "30 seconds"),
+  allowActiveMode: withDefault(Schema.Boolean, false),
+  requireTLS: withDefault(Schema.Boolean, true),
+  requireSessionReuse: withDefault(Schema.Boolean, true),
+  /** Implicit FTPS (TLS from the first byte) on its own address; off unless given. */
+  implicitTLSAddress: Schema.optionalKey(AddressString),
+  tls: Schema.optionalKey(FtpTlsConfig)
+}).check(
+  Schema.makeFilter((ftp: { readonly requireTLS: boolean; readonly tls?: unknown; readonly implicitTLSAddress?: string }) => {
+    if (ftp.tls !== undefined) return undefined
+    if (ftp.requireTLS) return { path: ["tls"], issue: "required when requireTLS is true" }
+    if (ftp.implicitTLSAddress !== undefined) return { path: ["tls"], issue: "required with implicitTLSAddress" }
+    return undefined
+  })
+)
+
 /**
  * One user of the `users` list.
  * @category models
@@ -73,6 +116,7 @@ export const UserConfig = Schema.Struct({
  */
 export const ServerConfig = Schema.Struct({
   sftp: Schema.optionalKey(SftpConfig),
+  ftp: Schema.optionalKey(FtpConfig),
   allowChown: withDefault(Schema.Boolean, false),
   allowChtimes: withDefault(Schema.Boolean, false),
   idleTimeout: withDefault(DurationString, "15 minutes"),
