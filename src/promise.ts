@@ -57,7 +57,7 @@ export class Server {
 
   /**
    * Validates the config, binds every configured protocol and starts serving.
-   * Rejects with ConfigError, ListenError, HostKeyError, JailUnavailable or UserError.
+   * Rejects with ConfigError, ConfigFileError, ListenError, JailUnavailable or UserError.
    * Users changed at runtime are reset to the config's list when listening again.
    */
   async listen(): Promise<Addresses> {

@@ -38,7 +38,7 @@ const readConfig = (file: string) =>
 const startupFailure = (config: ServerConfig) => (error: ServerLayer.ServerError | ConfigError): CliExit => {
   switch (error._tag) {
     case "ConfigError":
-    case "HostKeyError":
+    case "ConfigFileError":
       return new CliExit({ code: 2, line: `invalid config: ${error.message}` })
     case "UserError": {
       const index = config.users.findIndex((u) => u.username === error.username)
@@ -69,7 +69,10 @@ const serve = (configFile: Option.Option<string>) =>
     )
     const context = yield* Layer.build(ServerLayer.layer(config)).pipe(Effect.mapError(startupFailure(config)))
     const server = Context.get(context, Server)
-    if (server.addresses.sftp) yield* listening("sftp", server.addresses.sftp)
+    for (const protocol of ["sftp", "ftp", "ftps"] as const) {
+      const address = server.addresses[protocol]
+      if (address) yield* listening(protocol, address)
+    }
     yield* printEvents.pipe(Effect.provide(context))
     // SIGTERM/SIGINT interrupt this fiber: shut down gracefully before the scope closes.
     return yield* Effect.never.pipe(

@@ -10,9 +10,11 @@
  */
 import { Data, Effect, Layer } from "effect"
 import * as fs from "node:fs/promises"
+import * as tls from "node:tls"
 import ssh2 from "ssh2"
 import { parseAddress } from "../config/Address.js"
 import { durationOf, type ServerConfig } from "../config/Config.js"
+import * as FtpServer from "../protocols/ftp/Server.js"
 import * as SftpServer from "../protocols/sftp/Server.js"
 import type { Events } from "../services/Events.js"
 import type { Jail, JailUnavailable } from "../services/Jail.js"
@@ -29,10 +31,10 @@ import * as SessionsFiberSet from "./SessionsFiberSet.js"
 import * as UserRegistryMemory from "./UserRegistryMemory.js"
 
 /**
- * A host key file that cannot be read or is not a private key.
+ * A file named by the config (host key, TLS certificate or key) that cannot be read or used.
  * @category errors
  */
-export class HostKeyError extends Data.TaggedError("HostKeyError")<{
+export class ConfigFileError extends Data.TaggedError("ConfigFileError")<{
   readonly field: string
   readonly problem: string
 }> {
@@ -45,7 +47,7 @@ export class HostKeyError extends Data.TaggedError("HostKeyError")<{
  * Everything building the server can fail with.
  * @category errors
  */
-export type ServerError = SftpServer.ListenError | HostKeyError | JailUnavailable | UserError
+export type ServerError = SftpServer.ListenError | ConfigFileError | JailUnavailable | UserError
 
 /**
  * The services `Server.layer` provides.
@@ -53,16 +55,19 @@ export type ServerError = SftpServer.ListenError | HostKeyError | JailUnavailabl
  */
 export type ServerServices = Server | Sessions | Events | UserRegistry | Jail
 
+const readConfigFile = (field: string, file: string) =>
+  Effect.tryPromise({
+    try: () => fs.readFile(file),
+    catch: (cause) => new ConfigFileError({ field, problem: `cannot read ${file} (${(cause as NodeJS.ErrnoException).code ?? "error"})` })
+  })
+
 const readHostKey = (file: string, index: number) =>
   Effect.gen(function*() {
     const field = `sftp.hostKeyFiles[${index}]`
-    const data = yield* Effect.tryPromise({
-      try: () => fs.readFile(file),
-      catch: (cause) => new HostKeyError({ field, problem: `cannot read ${file} (${(cause as NodeJS.ErrnoException).code ?? "error"})` })
-    })
+    const data = yield* readConfigFile(field, file)
     const key = ssh2.utils.parseKey(data)
     if (key instanceof Error || !key.isPrivateKey()) {
-      return yield* new HostKeyError({ field, problem: `${file} is not an unencrypted private key in PEM or OpenSSH format` })
+      return yield* new ConfigFileError({ field, problem: `${file} is not an unencrypted private key in PEM or OpenSSH format` })
     }
     return data
   })
@@ -88,13 +93,49 @@ const sftpLayer = (config: ServerConfig) => {
     })))
 }
 
+/** Reads and checks the FTPS certificate and key (a mismatch or bad PEM is a config error). */
+const readTls = (files: { readonly certFile: string; readonly keyFile: string }) =>
+  Effect.gen(function*() {
+    const cert = yield* readConfigFile("ftp.tls.certFile", files.certFile)
+    const key = yield* readConfigFile("ftp.tls.keyFile", files.keyFile)
+    yield* Effect.try({
+      try: () => tls.createSecureContext({ cert, key }),
+      catch: () => new ConfigFileError({ field: "ftp.tls", problem: "the certificate and key are not a matching PEM pair" })
+    })
+    return { cert, key }
+  })
+
+const ftpLayer = (config: ServerConfig) => {
+  const ftp = config.ftp
+  if (!ftp) return Layer.empty
+  return Layer.unwrap(Effect.map(ftp.tls ? readTls(ftp.tls) : Effect.succeed(undefined), (tlsFiles) =>
+    FtpServer.layer({
+      address: parseAddress(ftp.address)!,
+      implicitTlsAddress: ftp.implicitTLSAddress === undefined ? undefined : parseAddress(ftp.implicitTLSAddress)!,
+      tls: tlsFiles,
+      passivePorts: ftp.passivePorts,
+      passiveAddress: ftp.passiveAddress,
+      dataAcceptTimeout: durationOf(ftp.dataAcceptTimeout),
+      allowActiveMode: ftp.allowActiveMode,
+      requireTls: ftp.requireTLS,
+      requireSessionReuse: ftp.requireSessionReuse,
+      policy: { allowChown: config.allowChown, allowChtimes: config.allowChtimes },
+      tempExtensions: config.tempExtensions
+    })))
+}
+
 const serverService = Layer.effect(
   Server,
   Effect.gen(function*() {
     const sessions = yield* Sessions
     const sftp = yield* Effect.serviceOption(SftpServer.SftpServer)
+    const ftp = yield* Effect.serviceOption(FtpServer.FtpServer)
     return Server.of({
-      addresses: sftp._tag === "Some" ? { sftp: sftp.value.address } : {},
+      addresses: {
+        ...(sftp._tag === "Some" ? { sftp: sftp.value.address } : {}),
+        ...(ftp._tag === "Some" ? { ftp: ftp.value.address } : {}),
+        ...(ftp._tag === "Some" && ftp.value.implicitTlsAddress ? { ftps: ftp.value.implicitTlsAddress } : {})
+      },
       close: sessions.close,
       shutdown: sessions.shutdown
     })
@@ -113,6 +154,6 @@ export const layer = (config: ServerConfig): Layer.Layer<ServerServices, ServerE
     PasswordHash.layer
   )
   const withUsers = UserRegistryMemory.layer(config.users).pipe(Layer.provideMerge(core))
-  const listeners = sftpLayer(config).pipe(Layer.provideMerge(withUsers))
+  const listeners = Layer.merge(sftpLayer(config), ftpLayer(config)).pipe(Layer.provideMerge(withUsers))
   return serverService.pipe(Layer.provideMerge(listeners))
 }

@@ -12,6 +12,10 @@ import type { Address } from "../config/Address.js"
  */
 export interface Addresses {
   readonly sftp?: Address
+  /** Plain FTP with explicit TLS (AUTH TLS). */
+  readonly ftp?: Address
+  /** Implicit FTPS, when configured. */
+  readonly ftps?: Address
 }
 
 /**
