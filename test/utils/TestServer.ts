@@ -4,6 +4,7 @@
  * directories. Everything is released with the test's scope.
  */
 import { Context, Effect, Layer } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import ssh2 from "ssh2"
@@ -22,8 +23,22 @@ export interface TestUser {
 
 export interface TestServerOptions {
   readonly users?: ReadonlyArray<TestUser>
-  readonly config?: Omit<ServerConfigInput, "users">
+  readonly config?: Omit<ServerConfigInput, "users" | "sftp" | "ftp">
   readonly sftp?: NonNullable<ServerConfigInput["sftp"]>
+  /** Turns FTP on (127.0.0.1:0, a self-signed certificate, implicit FTPS too); fields override. */
+  readonly ftp?: Partial<NonNullable<ServerConfigInput["ftp"]>>
+}
+
+/** A self-signed P-256 certificate for localhost, made with openssl at test time. */
+export const selfSignedCertificate = (dir: string) => {
+  const certFile = path.join(dir, "ftps.crt")
+  const keyFile = path.join(dir, "ftps.key")
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "-keyout", keyFile, "-out", certFile
+  ], { stdio: "ignore" })
+  return { certFile, keyFile }
 }
 
 export const defaultUsers: ReadonlyArray<TestUser> = [
@@ -44,9 +59,13 @@ export const testServer = (options: TestServerOptions = {}) =>
     }
     const hostKeyFile = path.join(base, "host_ed25519")
     fs.writeFileSync(hostKeyFile, ssh2.utils.generateKeyPairSync("ed25519", {}).private)
+    const tls = options.ftp ? selfSignedCertificate(base) : undefined
     const config = yield* decodeConfig({
       ...options.config,
       sftp: { address: "127.0.0.1:0", hostKeyFiles: [hostKeyFile], ...options.sftp },
+      ...(options.ftp
+        ? { ftp: { address: "127.0.0.1:0", implicitTLSAddress: "127.0.0.1:0", passivePorts: "40000-49999", tls, ...options.ftp } }
+        : {}),
       users: users.map((u) => ({
         username: u.username,
         root: roots[u.username]!,
@@ -57,6 +76,15 @@ export const testServer = (options: TestServerOptions = {}) =>
       }))
     }).pipe(Effect.orDie)
     const context = yield* Layer.build(ServerLayer.layer(config)).pipe(Effect.orDie)
-    const port = Context.get(context, Server).addresses.sftp!.port
-    return { port, roots, base, context, hostKeyFile }
+    const addresses = Context.get(context, Server).addresses
+    return {
+      port: addresses.sftp!.port,
+      ftpPort: addresses.ftp?.port ?? 0,
+      ftpsPort: addresses.ftps?.port ?? 0,
+      certFile: tls?.certFile ?? "",
+      roots,
+      base,
+      context,
+      hostKeyFile
+    }
   })
