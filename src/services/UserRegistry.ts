@@ -30,6 +30,8 @@ export interface UserSpec {
   readonly passwordHash?: string
   /** OpenSSH public keys, one per entry ("ssh-ed25519 AAAA… comment"); options are refused. */
   readonly authorizedKeys?: ReadonlyArray<string>
+  /** A disabled user cannot log in (default false). */
+  readonly disabled?: boolean
 }
 
 /**
@@ -44,6 +46,7 @@ export interface UserChanges {
   readonly password?: string | null
   readonly passwordHash?: string | null
   readonly authorizedKeys?: ReadonlyArray<string>
+  readonly disabled?: boolean
 }
 
 /**
@@ -58,6 +61,7 @@ export interface UserInfo {
   readonly hasPassword: boolean
   /** The keys in canonical form ("type base64 comment"). */
   readonly authorizedKeys: ReadonlyArray<string>
+  readonly disabled: boolean
 }
 
 /**
@@ -71,8 +75,9 @@ export type Credentials =
   | { readonly _tag: "PublicKey"; readonly username: string; readonly algorithm: string; readonly key: Uint8Array }
 
 /**
- * A refused login. Unknown user, wrong password and unknown key are one reason,
- * `InvalidCredentials`, so nothing tells a client which usernames exist.
+ * A refused login. Unknown user, wrong password, unknown key and disabled user
+ * are one reason, `InvalidCredentials`, so nothing tells a client which usernames
+ * exist or which are disabled.
  * `RootUnavailable` means the credentials were right but the user's root is
  * missing or not a directory (an operator problem; the client sees the same refusal).
  * @category errors

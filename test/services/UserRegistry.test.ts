@@ -223,7 +223,10 @@ describe("UserRegistry (memory)", () => {
       yield* Effect.gen(function*() {
         const r = yield* UserRegistry.use((r) => Effect.succeed(r))
         const sessions = yield* Sessions.use((s) => Effect.succeed(s))
-        yield* r.updateUser("alice", { password: "new", canWrite: false })
+        yield* r.updateUser("alice", { disabled: true })
+        assert.strictEqual(yield* refusal(login(password("alice", "old"))), "InvalidCredentials", "disabled users cannot log in")
+        assert.isTrue((yield* r.get("alice")).disabled)
+        yield* r.updateUser("alice", { password: "new", canWrite: false, disabled: false })
         assert.strictEqual(yield* refusal(login(password("alice", "old"))), "InvalidCredentials")
         const principal = yield* login(password("alice", "new"))
         assert.isFalse(principal.canWrite)

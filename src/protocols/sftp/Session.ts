@@ -2,7 +2,10 @@
  * One SFTP channel: reads packets, serves requests concurrently, writes replies.
  *
  * Clients pipeline dozens of READ/WRITE requests, so each request runs in its
- * own fiber and replies go out as they are ready, tagged with the request id.
+ * own fiber, but replies leave in the order the requests arrived: the protocol
+ * allows any order, yet OpenSSH 9.2's scp truncates a download at the first
+ * out-of-order READ reply and paramiko's put waits forever for an overtaken one
+ * (pkg/sftp orders its replies for the same reason).
  * Memory stays bounded: at most `maxRequestsInFlight` requests are served at
  * once, and while that many are running the loop stops reading the channel, so
  * ssh2's window stops the client. Requests on one handle keep the order that
@@ -70,7 +73,18 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
   Effect.gen(function*() {
     const limits: SftpLimits = { ...defaultLimits, ...context.limits }
     channel.setMaxListeners(limits.maxRequestsInFlight * 2 + 10)
-    yield* Effect.addFinalizer(() => Effect.sync(() => channel.destroy()))
+    // End the channel as OpenSSH's server does: exit-status 0, EOF, close. Without
+    // exit-status, ssh exits 255 and scp 1 after a perfectly good session.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        const ssh = channel as Duplex & { exit?: (status: number) => void }
+        if (!channel.destroyed && channel.writable) {
+          ssh.exit?.(0)
+          channel.end()
+        }
+        channel.destroy()
+      })
+    )
     const handles = yield* Handles.make(limits.maxOpenHandles)
     const ctx: RequestContext = { ...context, handles, limits }
     const inFlight = yield* Semaphore.make(limits.maxRequestsInFlight)
@@ -78,6 +92,16 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
     const reader = Codec.makePacketReader({ maxPacketLength: limits.maxPacketLength })
     let initialized = false
     let running = 0
+    // Each reply waits for the one of the request before it: a chain of Deferreds.
+    let previousReply = yield* Deferred.make<void>()
+    yield* Deferred.succeed(previousReply, undefined)
+    const inOrder = Effect.gen(function*() {
+      const before = previousReply
+      const mine = yield* Deferred.make<void>()
+      previousReply = mine
+      return (reply: Effect.Effect<void>) =>
+        Deferred.await(before).pipe(Effect.andThen(reply), Effect.ensuring(Deferred.succeed(mine, undefined)))
+    })
     // Once shutdown drains the server, the channel ends as soon as no request runs and no handle is open.
     const quiet = yield* Deferred.make<void>()
     let draining = false
@@ -96,14 +120,15 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
         const permits = exclusive ? Handles.permitsPerHandle : 1
         if (held) yield* held.take(permits)
         const now = yield* Clock.currentTimeMillis
+        const send = yield* inOrder
         running++
         yield* FiberSet.run(requests, handle(ctx, request, now).pipe(
-          Effect.flatMap((reply) => writeReply(channel, reply)),
+          Effect.flatMap((reply) => send(writeReply(channel, reply))),
           Effect.catchCause((cause) =>
             Cause.hasInterruptsOnly(cause)
               ? Effect.interrupt
               : Effect.logError("SFTP request defect", cause).pipe(
-                Effect.andThen(writeReply(channel, [Codec.encodeStatus(request.id, SftpStatus.Failure, "Failure")])),
+                Effect.andThen(send(writeReply(channel, [Codec.encodeStatus(request.id, SftpStatus.Failure, "Failure")]))),
                 Effect.andThen(Effect.fail(new SessionEnd({ reason: "defect" })))
               )
           ),
@@ -122,7 +147,8 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
         if (Result.isFailure(decoded)) {
           const { id } = decoded.failure
           if (id === undefined || !initialized) return yield* Effect.fail(new SessionEnd({ reason: `bad packet: ${decoded.failure.reason}` }))
-          return yield* writeReply(channel, [Codec.encodeStatus(id, SftpStatus.BadMessage, "Bad message")])
+          const send = yield* inOrder
+          return yield* send(writeReply(channel, [Codec.encodeStatus(id, SftpStatus.BadMessage, "Bad message")]))
         }
         const request = decoded.success
         if (!initialized) {
@@ -133,7 +159,8 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
         if (request._tag === "Init") return yield* Effect.fail(new SessionEnd({ reason: "INIT sent twice" }))
         if (request._tag === "Unknown") {
           if (request.id === undefined) return yield* Effect.fail(new SessionEnd({ reason: "unknown packet without id" }))
-          return yield* writeReply(channel, [Codec.encodeStatus(request.id, SftpStatus.OpUnsupported, "Operation unsupported")])
+          const send = yield* inOrder
+          return yield* send(writeReply(channel, [Codec.encodeStatus(request.id, SftpStatus.OpUnsupported, "Operation unsupported")]))
         }
         yield* serve(request)
       })
