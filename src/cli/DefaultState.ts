@@ -1,8 +1,11 @@
 /**
  * The working default of `portcullis serve` without `--config`: state under
- * `./var` (mode 0700), a persistent ed25519 host key, and a `demo` user jailed
- * in `./var/home/demo` whose generated password is printed once, at first start.
- * Later starts reuse all of it. Only the password's argon2id hash is stored.
+ * `./var` (mode 0700), a persistent ed25519 host key, a self-signed certificate
+ * for FTPS, and a `demo` user jailed in `./var/home/demo` whose generated
+ * password is printed once, at first start. Later starts reuse all of it. Only
+ * the password's argon2id hash is stored. SFTP listens on 127.0.0.1:2022 and FTP
+ * (TLS required) on 127.0.0.1:2121; PORTCULLIS_SFTP_ADDRESS and
+ * PORTCULLIS_FTP_ADDRESS move them (containers, tests).
  */
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
@@ -11,6 +14,7 @@ import * as path from "node:path"
 import ssh2 from "ssh2"
 import type { ServerConfigInput } from "../config/Config.js"
 import { hashPassword } from "../layers/PasswordHash.js"
+import { generateSelfSigned } from "./SelfSignedCertificate.js"
 
 /**
  * The default config, and the demo password when it was just created.
@@ -45,6 +49,15 @@ export const loadDefaultState = (stateDir: string) =>
     ensureDirectory(dir)
     const hostKey = path.join(dir, "host_ed25519")
     if (!fs.existsSync(hostKey)) writePrivate(hostKey, ssh2.utils.generateKeyPairSync("ed25519", {}).private)
+    const certFile = path.join(dir, "ftps.crt")
+    const keyFile = path.join(dir, "ftps.key")
+    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) {
+      const pair = yield* generateSelfSigned()
+      fs.rmSync(certFile, { force: true })
+      fs.rmSync(keyFile, { force: true })
+      writePrivate(keyFile, pair.key)
+      writePrivate(certFile, pair.cert)
+    }
     const usersFile = path.join(dir, "users.json")
     let createdDemoPassword: string | undefined
     if (!fs.existsSync(usersFile)) {
@@ -57,8 +70,8 @@ export const loadDefaultState = (stateDir: string) =>
     }
     const users = JSON.parse(fs.readFileSync(usersFile, "utf8")) as ReadonlyArray<StoredUser>
     const config: ServerConfigInput = {
-      // Containers and tests move the listener with PORTCULLIS_SFTP_ADDRESS ("host:port").
       sftp: { address: process.env["PORTCULLIS_SFTP_ADDRESS"] ?? "127.0.0.1:2022", hostKeyFiles: [hostKey] },
+      ftp: { address: process.env["PORTCULLIS_FTP_ADDRESS"] ?? "127.0.0.1:2121", tls: { certFile, keyFile } },
       users: users.map((u) => ({ username: u.username, passwordHash: u.passwordHash, root: u.root }))
     }
     return { config, createdDemoPassword } satisfies DefaultState

@@ -137,12 +137,13 @@ describe("portcullis serve", () => {
   it.live("without --config: state under ./var, a demo user printed once, the same host key and password after a restart", () =>
     Effect.gen(function*() {
       const cwd = yield* tempDir()
-      const env = { PORTCULLIS_SFTP_ADDRESS: "127.0.0.1:0" }
+      const env = { PORTCULLIS_SFTP_ADDRESS: "127.0.0.1:0", PORTCULLIS_FTP_ADDRESS: "127.0.0.1:0" }
       const hostKeys: Array<string> = []
       let password = ""
       for (let run = 0; run < 2; run++) {
         const server = yield* start(["serve"], cwd, env)
-        const port = Number(String((yield* server.line((r) => r["event"] === "listening"))["address"]).split(":").pop())
+        const port = Number(String((yield* server.line((r) => r["event"] === "listening" && r["protocol"] === "sftp"))["address"]).split(":").pop())
+        const ftpPort = Number(String((yield* server.line((r) => r["event"] === "listening" && r["protocol"] === "ftp"))["address"]).split(":").pop())
         if (run === 0) password = String((yield* server.line((r) => r["event"] === "demo_user_created"))["password"])
         const fingerprint = yield* Effect.callback<string, Error>((resume) => {
           const client = new ssh2.Client()
@@ -164,6 +165,13 @@ describe("portcullis serve", () => {
           const { sftp } = yield* connect(port, "demo", { password })
           yield* call((cb) => sftp.writeFile(`/run-${run}.txt`, "x", cb))
         }))
+        // FTPS with TLS required, trusting the certificate the first start generated.
+        const curl = yield* Effect.promise(() => new Promise<number | null>((resolve) => {
+          const child = spawn("curl", ["-s", "--max-time", "20", "--ssl-reqd", "--cacert", path.join(cwd, "var", "ftps.crt"),
+            "-T", bin, `ftp://demo:${password}@127.0.0.1:${ftpPort}/ftps-${run}.bin`], { stdio: "ignore" })
+          child.on("exit", resolve)
+        }))
+        assert.strictEqual(curl, 0, "curl FTPS upload")
         server.child.kill("SIGTERM")
         assert.strictEqual((yield* server.exit).code, 0)
         if (run === 1) {
@@ -174,6 +182,7 @@ describe("portcullis serve", () => {
       assert.strictEqual(hostKeys[0], hostKeys[1])
       assert.strictEqual(fs.statSync(path.join(cwd, "var")).mode & 0o777, 0o700)
       assert.isTrue(fs.existsSync(path.join(cwd, "var", "home", "demo", "run-1.txt")))
+      assert.isTrue(fs.readFileSync(path.join(cwd, "var", "home", "demo", "ftps-1.bin")).equals(fs.readFileSync(bin)))
       assert.notInclude(fs.readFileSync(path.join(cwd, "var", "users.json"), "utf8"), password)
     }))
 
