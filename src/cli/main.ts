@@ -7,17 +7,15 @@
  * config (one line on stderr naming the field), 1 for anything else.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Context, Data, Effect, Exit, Layer, Logger, Option, type Runtime } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Logger, Option, type Runtime } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import { ConfigError, decodeConfig, durationOf, type ServerConfig } from "../config/Config.js"
 import * as ServerLayer from "../layers/Server.js"
 import { Server } from "../services/Server.js"
 import { loadDefaultState } from "./DefaultState.js"
+import { checkConfig, CliExit, hashPasswordCommand, keygen } from "./Tools.js"
 import { listening, logger, printEvents, printLine } from "./JsonLines.js"
-
-/** Ends the command with `code` after printing `line` on stderr. */
-class CliExit extends Data.TaggedError("CliExit")<{ readonly code: number; readonly line: string }> {}
 
 const version = "0.1.0"
 
@@ -62,11 +60,12 @@ const loadConfig = (configFile: Option.Option<string>) =>
       Effect.flatMap(({ config }) => decodeConfig(config))
     )
 
+const loadValidConfig = (configFile: Option.Option<string>) =>
+  loadConfig(configFile).pipe(Effect.mapError((error) => new CliExit({ code: 2, line: `invalid config: ${error.message}` })))
+
 const serve = (configFile: Option.Option<string>) =>
   Effect.gen(function*() {
-    const config = yield* loadConfig(configFile).pipe(
-      Effect.mapError((error) => new CliExit({ code: 2, line: `invalid config: ${error.message}` }))
-    )
+    const config = yield* loadValidConfig(configFile)
     const context = yield* Layer.build(ServerLayer.layer(config)).pipe(Effect.mapError(startupFailure(config)))
     const server = Context.get(context, Server)
     for (const protocol of ["sftp", "ftp", "ftps"] as const) {
@@ -94,7 +93,7 @@ const serveCommand = Command.make(
 
 const portcullis = Command.make("portcullis").pipe(
   Command.withDescription("Embeddable, security-first SFTP and FTP/FTPS server"),
-  Command.withSubcommands([serveCommand])
+  Command.withSubcommands([serveCommand, checkConfig(loadValidConfig), keygen, hashPasswordCommand])
 )
 
 const teardown: Runtime.Teardown = (exit, onExit) => {

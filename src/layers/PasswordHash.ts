@@ -106,14 +106,17 @@ export const verifyPassword = (password: string, hash: string): Effect.Effect<bo
   })
 
 /**
+ * The implementation as a plain value, for validation outside a layer (check-config).
+ * @category constructors
+ */
+export const hasher: PasswordHasher["Service"] = PasswordHasher.of({
+  hash: hashPassword,
+  verify: verifyPassword,
+  isSupported: (hash) => hashFormat(hash) !== undefined
+})
+
+/**
  * The PasswordHasher service on node:crypto's argon2id, bcryptjs and unixcrypt.
  * @category layers
  */
-export const layer: Layer.Layer<PasswordHasher> = Layer.succeed(
-  PasswordHasher,
-  PasswordHasher.of({
-    hash: hashPassword,
-    verify: verifyPassword,
-    isSupported: (hash) => hashFormat(hash) !== undefined
-  })
-)
+export const layer: Layer.Layer<PasswordHasher> = Layer.succeed(PasswordHasher, hasher)

@@ -28,6 +28,7 @@ import * as EventsHub from "./EventsHub.js"
 import * as JailNative from "./JailNative.js"
 import * as PasswordHash from "./PasswordHash.js"
 import * as SessionsFiberSet from "./SessionsFiberSet.js"
+import * as UserRecord from "./UserRecord.js"
 import * as UserRegistryMemory from "./UserRegistryMemory.js"
 
 /**
@@ -78,6 +79,22 @@ const hostKeys = (files: ReadonlyArray<string> | undefined) =>
     : Effect.logWarning("no sftp.hostKeyFiles configured: using an ephemeral ed25519 host key; clients will see a new host key after every restart").pipe(
       Effect.as([Buffer.from(ssh2.utils.generateKeyPairSync("ed25519", {}).private)])
     )
+
+/**
+ * Reads every file the config names (host keys, TLS certificate and key) the way
+ * the server will, without binding anything: `portcullis check-config`.
+ * @category constructors
+ */
+export const checkFiles = (config: ServerConfig): Effect.Effect<void, ConfigFileError> =>
+  Effect.gen(function*() {
+    if (config.sftp?.hostKeyFiles) yield* Effect.forEach(config.sftp.hostKeyFiles, readHostKey, { discard: true })
+    if (config.ftp?.tls) yield* readTls(config.ftp.tls)
+    // The users of an inline list, checked by the same rules the registry applies.
+    yield* Effect.forEach(config.users, (user, index) =>
+      UserRecord.toStored(PasswordHash.hasher, user).pipe(
+        Effect.mapError((error) => new ConfigFileError({ field: `users[${index}]`, problem: `${error.reason} (${error.detail})` }))
+      ), { discard: true })
+  })
 
 const sftpLayer = (config: ServerConfig) => {
   const sftp = config.sftp
