@@ -4,8 +4,8 @@
  * for FTPS, and a `demo` user jailed in `./var/home/demo` whose generated
  * password is printed once, at first start. Later starts reuse all of it. Only
  * the password's argon2id hash is stored. SFTP listens on 127.0.0.1:2022 and FTP
- * (TLS required) on 127.0.0.1:2121; PORTCULLIS_SFTP_ADDRESS and
- * PORTCULLIS_FTP_ADDRESS move them (containers, tests).
+ * (TLS required) on 127.0.0.1:2121; the environment overrides of Environment.ts
+ * apply here as to a config file.
  */
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
@@ -70,8 +70,8 @@ export const loadDefaultState = (stateDir: string) =>
     }
     const users = JSON.parse(fs.readFileSync(usersFile, "utf8")) as ReadonlyArray<StoredUser>
     const config: ServerConfigInput = {
-      sftp: { address: process.env["PORTCULLIS_SFTP_ADDRESS"] ?? "127.0.0.1:2022", hostKeyFiles: [hostKey] },
-      ftp: { address: process.env["PORTCULLIS_FTP_ADDRESS"] ?? "127.0.0.1:2121", tls: { certFile, keyFile } },
+      sftp: { address: "127.0.0.1:2022", hostKeyFiles: [hostKey] },
+      ftp: { address: "127.0.0.1:2121", tls: { certFile, keyFile } },
       users: users.map((u) => ({ username: u.username, passwordHash: u.passwordHash, root: u.root }))
     }
     return { config, createdDemoPassword } satisfies DefaultState

@@ -11,6 +11,7 @@ import { Cause, Context, Effect, Exit, Layer, Logger, Option, type Runtime } fro
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import { ConfigError, decodeConfig, durationOf, type ServerConfig } from "../config/Config.js"
+import { applyEnvironment } from "../config/Environment.js"
 import * as ServerLayer from "../layers/Server.js"
 import { Server } from "../services/Server.js"
 import { loadDefaultState } from "./DefaultState.js"
@@ -29,7 +30,7 @@ const readConfig = (file: string) =>
       try: (): unknown => JSON.parse(text),
       catch: (cause) => new ConfigError({ field: "", problem: `${file} is not valid JSON (${cause instanceof Error ? cause.message.replace(/\s+/g, " ") : "parse error"})` })
     })
-    return yield* decodeConfig(json)
+    return yield* decodeConfig(applyEnvironment(json, process.env))
   })
 
 /** Names the config field behind a startup failure where there is one. */
@@ -57,7 +58,7 @@ const loadConfig = (configFile: Option.Option<string>) =>
           ? printLine({ event: "demo_user_created", username: "demo", password: createdDemoPassword, root: "var/home/demo" })
           : Effect.void
       ),
-      Effect.flatMap(({ config }) => decodeConfig(config))
+      Effect.flatMap(({ config }) => decodeConfig(applyEnvironment(config, process.env)))
     )
 
 const loadValidConfig = (configFile: Option.Option<string>) =>

@@ -409,6 +409,8 @@ const listenOn = (server: net.Server, host: string, port: number) =>
       const bound = server.address()
       resume(Effect.succeed(typeof bound === "object" && bound !== null ? bound.port : port))
     })
+    // Interrupted mid-bind: nobody would ever close this listener otherwise.
+    return Effect.sync(() => void server.close())
   })
 
 /** Codes after which another port of the range may work. */

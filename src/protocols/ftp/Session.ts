@@ -179,6 +179,11 @@ export const serve = (
     /** Runs `transfer` on the prepared data connection: 150, the transfer, then 226 or an error reply. */
     const withData = <E extends Failure>(verb: Verb, use: (socket: net.Socket) => Effect.Effect<void, E>) =>
       Effect.gen(function*() {
+        // With TLS required, data travels only under PROT P (RFC 4217 §9): never in clear by default.
+        if (options.requireTls && !state.protPrivate) {
+          yield* dropData
+          return yield* Effect.fail(refuse("ProtRequired"))
+        }
         const data = state.data
         state.data = undefined
         if (!data) return yield* Effect.fail(refuse("NoDataConnection"))
@@ -232,11 +237,13 @@ export const serve = (
           ? { read: false, write: true, create: true, append: true }
           : verb === "STOU"
           ? { read: false, write: true, create: true, exclusive: true }
-          : { read: false, write: true, create: true, truncate: offset === 0 }
+          : { read: false, write: true, create: true }
         const file = yield* jail().openFile(path, mode)
         if (verb === "STOU") yield* reply(150, `FILE: ${VirtualPath.basename(path)}`)
         return withData(verb, (socket) =>
           Effect.gen(function*() {
+            // Truncate only once the data connection is up: a failed PASV/PORT must not empty the file.
+            if (verb === "STOR") yield* file.setAttributes({ size: offset })
             const { bytes } = yield* DataChannel.receiveFile(socket, (at, data) => touchAfter(file.write(at, data)), offset)
             if (expected !== undefined && bytes !== expected) return yield* Effect.fail(refuse("AlloMismatch"))
             const size = (yield* file.stat).size
