@@ -100,18 +100,24 @@ export const make = (options: SessionsOptions = {}) =>
           draining: Deferred.await(drain)
         }
         const ended = Effect.exit(Effect.scoped(body(control))).pipe(Effect.map((exit) => ({ _tag: "Ended" as const, exit })))
-        const session = Effect.raceFirst(ended, watchdog(
+        // The timeout hook runs while the body is still alive (its socket still open),
+        // then the body is interrupted and its scope closes.
+        const timedOut = watchdog(
           start.handshakeTimeout === undefined ? defaultHandshakeMs : Duration.toMillis(start.handshakeTimeout),
           startedAt,
           state,
           authenticated
-        )).pipe(
+        ).pipe(
+          Effect.tap((timeout) =>
+            Effect.logInfo(`session timed out (${timeout.kind})`).pipe(
+              Effect.andThen(start.onTimeout ? start.onTimeout(timeout) : Effect.void),
+              Effect.catchCause(() => Effect.void)
+            )
+          )
+        )
+        const session = Effect.raceFirst(ended, timedOut).pipe(
           Effect.flatMap((outcome) => {
-            if (outcome._tag === "SessionTimeout") {
-              return Effect.logInfo(`session timed out (${outcome.kind})`).pipe(
-                Effect.andThen(start.onTimeout ? start.onTimeout(outcome) : Effect.void)
-              )
-            }
+            if (outcome._tag === "SessionTimeout") return Effect.void
             return Exit.isFailure(outcome.exit) && !Exit.hasInterrupts(outcome.exit)
               ? Effect.logDebug("session ended with an error", outcome.exit.cause)
               : Effect.void

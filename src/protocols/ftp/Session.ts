@@ -19,12 +19,12 @@ import type { SessionControl } from "../../services/Sessions.js"
 import { UserRegistry } from "../../services/UserRegistry.js"
 import * as VirtualPath from "../../services/VirtualPath.js"
 import * as Access from "../common/Access.js"
-import { parseCommand } from "./Command.js"
+import { type BadCommand, parseCommand } from "./Command.js"
 import type { ControlChannel } from "./ControlChannel.js"
 import * as DataChannel from "./DataChannel.js"
 import { formatListLine, formatMdtm, formatMlsxFacts, formatNlstLine, mlstFeature, parseMfmtTime } from "./Listing.js"
 import type { PassivePortPool } from "./PassivePorts.js"
-import { type FtpError, type FtpRefusal, quotePath, refusal as refuse, replyFor } from "./Replies.js"
+import { type FtpError, type FtpRefusal, quotePath, refusal as refuse, type Reply, replyFor } from "./Replies.js"
 
 /**
  * What every FTP session of a listener shares.
@@ -46,7 +46,7 @@ export interface FtpSessionOptions {
 
 type Verb = string
 
-type Failure = JailError | Access.AccessDenied | VirtualPath.InvalidPath | FtpRefusal | DataChannel.DataChannelError
+type Failure = JailError | Access.AccessDenied | VirtualPath.InvalidPath | FtpRefusal | BadCommand | DataChannel.DataChannelError
 
 /** A data-connection failure as the client learns it: an address we will not connect to, or 425. */
 const asFtpError = (error: Failure): FtpError =>
@@ -74,6 +74,7 @@ interface State {
   renameFrom: VirtualPath.VirtualPath | undefined
   data: { readonly scope: Scope.Closeable; readonly connect: Effect.Effect<net.Socket, DataChannel.DataChannelError> } | undefined
   transfer: Fiber.Fiber<void> | undefined
+  transferToken: object | undefined
   tlsOptions: tls.TLSSocketOptions | undefined
 }
 
@@ -111,6 +112,7 @@ export const serve = (
       renameFrom: undefined,
       data: undefined,
       transfer: undefined,
+      transferToken: undefined,
       tlsOptions: controlTls
     }
 
@@ -176,8 +178,21 @@ export const serve = (
         return yield* reply(200, `${verb} command successful`)
       })
 
-    /** Runs `transfer` on the prepared data connection: 150, the transfer, then 226 or an error reply. */
-    const withData = <E extends Failure>(verb: Verb, use: (socket: net.Socket) => Effect.Effect<void, E>) =>
+    /** Refuses a transfer up front, before any file is opened or created, when it could not run. */
+    const dataReady = Effect.suspend(() =>
+      options.requireTls && !state.protPrivate
+        ? dropData.pipe(Effect.andThen(Effect.fail(refuse("ProtRequired"))))
+        : state.data === undefined
+        ? Effect.fail(refuse("NoDataConnection"))
+        : Effect.void
+    )
+
+    /**
+     * Runs `use` on the prepared data connection: 150, the transfer, and the final
+     * reply to send (226, or the error's). The caller sends it once the transfer is
+     * no longer marked as running, so a client that answers 226 at once is served.
+     */
+    const withData = <E extends Failure>(verb: Verb, use: (socket: net.Socket) => Effect.Effect<void, E>): Effect.Effect<Reply> =>
       Effect.gen(function*() {
         // With TLS required, data travels only under PROT P (RFC 4217 §9): never in clear by default.
         if (options.requireTls && !state.protPrivate) {
@@ -192,19 +207,27 @@ export const serve = (
           Effect.flatMap((socket) => use(socket).pipe(Effect.andThen(DataChannel.closeData(socket)))),
           Effect.ensuring(Scope.close(data.scope, Exit.void))
         )
-        yield* reply(226, "Transfer complete")
+        return { code: 226, text: "Transfer complete" } as Reply
       }).pipe(
-        Effect.catch((error: Failure) => fail(verb, error)),
+        Effect.catch((error: Failure) => Effect.succeed(replyFor(asFtpError(error), verb))),
         Effect.onInterrupt(() => reply(426, "Connection closed; transfer aborted"))
       )
 
-    const startTransfer = (transfer: Effect.Effect<void>) =>
+    const startTransfer = (transfer: Effect.Effect<Reply>) =>
       Effect.gen(function*() {
+        // Only this transfer's own mark is cleared: the client may start the next one right after 226.
+        const token = {}
+        const done = Effect.sync(() => {
+          if (state.transferToken === token) state.transfer = undefined
+        })
+        state.transferToken = token
         const fiber = yield* transfer.pipe(
-          Effect.ensuring(Effect.sync(() => void (state.transfer = undefined))),
+          Effect.flatMap((final) => done.pipe(Effect.andThen(reply(final.code, final.text)))),
+          Effect.ensuring(done),
           Effect.forkIn(sessionScope)
         )
-        state.transfer = fiber
+        // A transfer that already ended (it failed at once) is not running any more.
+        if (fiber.pollUnsafe() === undefined && state.transferToken === token) state.transfer = fiber
       })
 
     const touchAfter = <A, E>(effect: Effect.Effect<A, E>) => Effect.tap(effect, () => session.touch)
@@ -214,6 +237,7 @@ export const serve = (
       Effect.gen(function*() {
         const path = yield* resolve(argument)
         yield* access().read(path)
+        yield* dataReady
         const file = yield* jail().openFile(path, { read: true, write: false })
         const offset = state.rest
         state.rest = 0
@@ -222,13 +246,14 @@ export const serve = (
             const size = (yield* file.stat).size
             if (offset > size) return yield* Effect.fail(refuse("RestBeyondEnd"))
             yield* DataChannel.sendFile(socket, (at, length) => touchAfter(file.read(at, length)), offset)
-          }).pipe(Effect.ensuring(Effect.ignore(file.close))))
+          })).pipe(Effect.ensuring(Effect.ignore(file.close)))
       })
 
     const store = (verb: "STOR" | "APPE" | "STOU", argument: string) =>
       Effect.gen(function*() {
         const path = verb === "STOU" ? yield* uniquePath(argument) : yield* resolve(argument)
         yield* access().write(path)
+        yield* dataReady
         const offset = verb === "STOR" ? state.rest : 0
         state.rest = 0
         const expected = state.allo
@@ -250,7 +275,7 @@ export const serve = (
             yield* file.close
             // Announce only what arrived whole and closed cleanly.
             if (!isTemporary(options, path)) yield* announce(path, size)
-          }).pipe(Effect.ensuring(Effect.ignore(file.close))))
+          })).pipe(Effect.ensuring(Effect.ignore(file.close)))
       })
 
     const uniquePath = (argument: string) =>
@@ -523,7 +548,7 @@ export const serve = (
       Effect.gen(function*() {
         yield* session.touch
         const parsed = parseCommand(line)
-        if (Result.isFailure(parsed)) return yield* fail("", refuse("SyntaxError"))
+        if (Result.isFailure(parsed)) return yield* fail("", parsed.failure)
         const { argument, verb } = parsed.success
         const handler = commands[verb]
         if (!handler) return yield* fail(verb, refuse("Unsupported"))
