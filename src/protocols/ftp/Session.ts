@@ -192,7 +192,11 @@ export const serve = (
      * reply to send (226, or the error's). The caller sends it once the transfer is
      * no longer marked as running, so a client that answers 226 at once is served.
      */
-    const withData = <E extends Failure>(verb: Verb, use: (socket: net.Socket) => Effect.Effect<void, E>): Effect.Effect<Reply> =>
+    const withData = <E extends Failure>(
+      verb: Verb,
+      use: (socket: net.Socket) => Effect.Effect<void, E>,
+      opening = "Opening data connection"
+    ): Effect.Effect<Reply> =>
       Effect.gen(function*() {
         // With TLS required, data travels only under PROT P (RFC 4217 §9): never in clear by default.
         if (options.requireTls && !state.protPrivate) {
@@ -202,7 +206,7 @@ export const serve = (
         const data = state.data
         state.data = undefined
         if (!data) return yield* Effect.fail(refuse("NoDataConnection"))
-        yield* reply(150, "Opening data connection")
+        yield* reply(150, opening)
         yield* data.connect.pipe(
           Effect.flatMap((socket) => use(socket).pipe(Effect.andThen(DataChannel.closeData(socket)))),
           Effect.ensuring(Scope.close(data.scope, Exit.void))
@@ -264,7 +268,6 @@ export const serve = (
           ? { read: false, write: true, create: true, exclusive: true }
           : { read: false, write: true, create: true }
         const file = yield* jail().openFile(path, mode)
-        if (verb === "STOU") yield* reply(150, `FILE: ${VirtualPath.basename(path)}`)
         return withData(verb, (socket) =>
           Effect.gen(function*() {
             // Truncate only once the data connection is up: a failed PASV/PORT must not empty the file.
@@ -275,7 +278,7 @@ export const serve = (
             yield* file.close
             // Announce only what arrived whole and closed cleanly.
             if (!isTemporary(options, path)) yield* announce(path, size)
-          })).pipe(Effect.ensuring(Effect.ignore(file.close)))
+          }), verb === "STOU" ? `FILE: ${VirtualPath.basename(path)}` : undefined).pipe(Effect.ensuring(Effect.ignore(file.close)))
       })
 
     const uniquePath = (argument: string) =>
