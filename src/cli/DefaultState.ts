@@ -2,8 +2,9 @@
  * The working default of `portcullis serve` without `--config`: state under
  * `./var` (mode 0700), a persistent ed25519 host key, a self-signed certificate
  * for FTPS, and a `demo` user jailed in `./var/home/demo` whose generated
- * password is printed once, at first start. Later starts reuse all of it. Only
- * the password's argon2id hash is stored. SFTP listens on 127.0.0.1:2022 and FTP
+ * password is printed once, at first start. Later starts reuse all of it. Users
+ * live in the SQLite store `./var/portcullis.db` (hashes only), which the
+ * `portcullis user` commands manage. SFTP listens on 127.0.0.1:2022 and FTP
  * (TLS required) on 127.0.0.1:2121; the environment overrides of Environment.ts
  * apply here as to a config file.
  */
@@ -13,8 +14,9 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import ssh2 from "ssh2"
 import type { ServerConfigInput } from "../config/Config.js"
-import { hashPassword } from "../layers/PasswordHash.js"
+import type { UserStoreFailure } from "./UserStore.js"
 import { generateSelfSigned } from "./SelfSignedCertificate.js"
+import { withUserStore } from "./UserStore.js"
 
 /**
  * The default config, and the demo password when it was just created.
@@ -23,12 +25,6 @@ import { generateSelfSigned } from "./SelfSignedCertificate.js"
 export interface DefaultState {
   readonly config: ServerConfigInput
   readonly createdDemoPassword: string | undefined
-}
-
-interface StoredUser {
-  readonly username: string
-  readonly passwordHash: string
-  readonly root: string
 }
 
 const ensureDirectory = (dir: string) => {
@@ -43,7 +39,7 @@ const writePrivate = (file: string, data: string) => fs.writeFileSync(file, data
  * Loads (or creates on first start) the default state under `stateDir`.
  * @category constructors
  */
-export const loadDefaultState = (stateDir: string) =>
+export const loadDefaultState = (stateDir: string): Effect.Effect<DefaultState, UserStoreFailure> =>
   Effect.gen(function*() {
     const dir = path.resolve(stateDir)
     ensureDirectory(dir)
@@ -58,21 +54,23 @@ export const loadDefaultState = (stateDir: string) =>
       writePrivate(keyFile, pair.key)
       writePrivate(certFile, pair.cert)
     }
-    const usersFile = path.join(dir, "users.json")
-    let createdDemoPassword: string | undefined
-    if (!fs.existsSync(usersFile)) {
-      const root = path.join(dir, "home", "demo")
-      ensureDirectory(path.dirname(root))
-      ensureDirectory(root)
-      createdDemoPassword = crypto.randomBytes(18).toString("base64url")
-      const demo: StoredUser = { username: "demo", passwordHash: yield* hashPassword(createdDemoPassword), root }
-      writePrivate(usersFile, `${JSON.stringify([demo], null, 2)}\n`)
-    }
-    const users = JSON.parse(fs.readFileSync(usersFile, "utf8")) as ReadonlyArray<StoredUser>
+    const database = path.join(dir, "portcullis.db")
+    // The demo user is created only when the store has no user at all.
+    const createdDemoPassword = yield* withUserStore(database, (registry) =>
+      Effect.gen(function*() {
+        if ((yield* registry.list).length > 0) return undefined
+        const root = path.join(dir, "home", "demo")
+        ensureDirectory(path.dirname(root))
+        ensureDirectory(root)
+        const password = crypto.randomBytes(18).toString("base64url")
+        yield* registry.addUser({ username: "demo", root, canRead: true, canWrite: true, password }).pipe(Effect.orDie)
+        return password
+      })
+    )
     const config: ServerConfigInput = {
       sftp: { address: "127.0.0.1:2022", hostKeyFiles: [hostKey] },
       ftp: { address: "127.0.0.1:2121", tls: { certFile, keyFile } },
-      users: users.map((u) => ({ username: u.username, passwordHash: u.passwordHash, root: u.root }))
+      users: { sqlite: database }
     }
     return { config, createdDemoPassword } satisfies DefaultState
   })

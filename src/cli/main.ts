@@ -8,7 +8,7 @@
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Context, Effect, Exit, Layer, Logger, Option, type Runtime } from "effect"
-import { Command, Flag } from "effect/cli"
+import { CliError, Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import { ConfigError, decodeConfig, durationOf, type ServerConfig } from "../config/Config.js"
 import { applyEnvironment } from "../config/Environment.js"
@@ -16,6 +16,7 @@ import * as ServerLayer from "../layers/Server.js"
 import { Server } from "../services/Server.js"
 import { loadDefaultState } from "./DefaultState.js"
 import { checkConfig, CliExit, hashPasswordCommand, keygen } from "./Tools.js"
+import { userCommand } from "./User.js"
 import { listening, logger, printEvents, printLine } from "./JsonLines.js"
 
 const version = "0.1.0"
@@ -40,9 +41,11 @@ const startupFailure = (config: ServerConfig) => (error: ServerLayer.ServerError
     case "ConfigFileError":
       return new CliExit({ code: 2, line: `invalid config: ${error.message}` })
     case "UserError": {
-      const index = config.users.findIndex((u) => u.username === error.username)
+      const index = Array.isArray(config.users) ? config.users.findIndex((u) => u.username === error.username) : -1
       return new CliExit({ code: 2, line: `invalid config: users[${index}]: ${error.reason} (${error.detail})` })
     }
+    case "UserStoreError":
+      return new CliExit({ code: 2, line: `invalid config: users.sqlite: ${error.message}` })
     default:
       return new CliExit({ code: 1, line: `cannot start: ${error.message}` })
   }
@@ -94,12 +97,14 @@ const serveCommand = Command.make(
 
 const portcullis = Command.make("portcullis").pipe(
   Command.withDescription("Embeddable, security-first SFTP and FTP/FTPS server"),
-  Command.withSubcommands([serveCommand, checkConfig(loadValidConfig), keygen, hashPasswordCommand])
+  Command.withSubcommands([serveCommand, userCommand, checkConfig(loadValidConfig), keygen, hashPasswordCommand])
 )
 
 const teardown: Runtime.Teardown = (exit, onExit) => {
   if (Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)) return onExit(0)
   const error = Cause.squash(exit.cause)
+  // A usage error: the CLI module has already printed it with the command's help.
+  if (CliError.isCliError(error)) return onExit(2)
   if (error instanceof CliExit) {
     process.stderr.write(`${error.line}\n`)
     return onExit(error.code)

@@ -123,7 +123,8 @@ export const ServerConfig = Schema.Struct({
   shutdownTimeout: withDefault(DurationString, "30 seconds"),
   /** Uploads to names ending so are not announced until renamed to a final name. */
   tempExtensions: withDefault(Schema.Array(Schema.String), [".tmp", ".writing"]),
-  users: withDefault(Schema.Array(UserConfig), [])
+  /** An inline list, or `{ "sqlite": "path" }` for the persistent store the `user` commands manage. */
+  users: withDefault(Schema.Union([Schema.Array(UserConfig), Schema.Struct({ sqlite: Schema.String })]), [])
 })
 
 /**

@@ -22,14 +22,16 @@ import { Server } from "../services/Server.js"
 
 export { Server } from "../services/Server.js"
 export type { Addresses } from "../services/Server.js"
+import type { PasswordHasher } from "../services/PasswordHasher.js"
 import { Sessions } from "../services/Sessions.js"
-import type { UserError, UserRegistry } from "../services/UserRegistry.js"
+import type { UserError, UserRegistry, UserSpec } from "../services/UserRegistry.js"
 import * as EventsHub from "./EventsHub.js"
 import * as JailNative from "./JailNative.js"
 import * as PasswordHash from "./PasswordHash.js"
 import * as SessionsFiberSet from "./SessionsFiberSet.js"
 import * as UserRecord from "./UserRecord.js"
 import * as UserRegistryMemory from "./UserRegistryMemory.js"
+import * as UserRegistrySqlite from "./UserRegistrySqlite.js"
 
 /**
  * A file named by the config (host key, TLS certificate or key) that cannot be read or used.
@@ -48,7 +50,7 @@ export class ConfigFileError extends Data.TaggedError("ConfigFileError")<{
  * Everything building the server can fail with.
  * @category errors
  */
-export type ServerError = SftpServer.ListenError | ConfigFileError | JailUnavailable | UserError
+export type ServerError = SftpServer.ListenError | ConfigFileError | JailUnavailable | UserError | UserRegistrySqlite.UserStoreError
 
 /**
  * The services `Server.layer` provides.
@@ -90,7 +92,7 @@ export const checkFiles = (config: ServerConfig): Effect.Effect<void, ConfigFile
     if (config.sftp?.hostKeyFiles) yield* Effect.forEach(config.sftp.hostKeyFiles, readHostKey, { discard: true })
     if (config.ftp?.tls) yield* readTls(config.ftp.tls)
     // The users of an inline list, checked by the same rules the registry applies.
-    yield* Effect.forEach(config.users, (user, index) =>
+    yield* Effect.forEach(Array.isArray(config.users) ? config.users : [], (user: UserSpec, index: number) =>
       UserRecord.toStored(PasswordHash.hasher, user).pipe(
         Effect.mapError((error) => new ConfigFileError({ field: `users[${index}]`, problem: `${error.reason} (${error.detail})` }))
       ), { discard: true })
@@ -170,7 +172,10 @@ export const layer = (config: ServerConfig): Layer.Layer<ServerServices, ServerE
     JailNative.layer(),
     PasswordHash.layer
   )
-  const withUsers = UserRegistryMemory.layer(config.users).pipe(Layer.provideMerge(core))
+  const users: Layer.Layer<UserRegistry, UserError | UserRegistrySqlite.UserStoreError, Sessions | PasswordHasher> = "sqlite" in config.users
+    ? UserRegistrySqlite.layer(config.users.sqlite)
+    : UserRegistryMemory.layer(config.users)
+  const withUsers = users.pipe(Layer.provideMerge(core))
   const listeners = Layer.merge(sftpLayer(config), ftpLayer(config)).pipe(Layer.provideMerge(withUsers))
   return serverService.pipe(Layer.provideMerge(listeners))
 }
