@@ -183,7 +183,8 @@ describe("portcullis serve", () => {
       assert.strictEqual(fs.statSync(path.join(cwd, "var")).mode & 0o777, 0o700)
       assert.isTrue(fs.existsSync(path.join(cwd, "var", "home", "demo", "run-1.txt")))
       assert.isTrue(fs.readFileSync(path.join(cwd, "var", "home", "demo", "ftps-1.bin")).equals(fs.readFileSync(bin)))
-      assert.notInclude(fs.readFileSync(path.join(cwd, "var", "users.json"), "utf8"), password)
+      assert.notInclude(fs.readFileSync(path.join(cwd, "var", "portcullis.db")).toString("latin1"), password, "only the hash is stored")
+      assert.strictEqual(fs.statSync(path.join(cwd, "var", "portcullis.db")).mode & 0o777, 0o600)
     }))
 
   const badConfigs: ReadonlyArray<readonly [string, unknown, string]> = [
