@@ -7,7 +7,7 @@
  * config (one line on stderr naming the field), 1 for anything else.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Context, Effect, Exit, Layer, Logger, Option, type Runtime } from "effect"
+import { Cause, Context, Effect, Exit, FiberSet, Layer, Logger, Option, type Runtime } from "effect"
 import { CliError, Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import { ConfigError, decodeConfig, durationOf, type ServerConfig } from "../config/Config.js"
@@ -77,6 +77,16 @@ const serve = (configFile: Option.Option<string>) =>
       if (address) yield* listening(protocol, address)
     }
     yield* printEvents.pipe(Effect.provide(context))
+    // SIGHUP re-reads the config: new FTPS certificate, changed inline users; sessions stay.
+    const runReload = yield* FiberSet.makeRuntime<never>()
+    const onHangup = () =>
+      runReload(loadValidConfig(configFile).pipe(
+        Effect.flatMap(server.reload),
+        Effect.andThen(printLine({ event: "reloaded" })),
+        Effect.catch((error) => Effect.logError(`reload failed, keeping the running configuration: ${error.message}`))
+      ))
+    process.on("SIGHUP", onHangup)
+    yield* Effect.addFinalizer(() => Effect.sync(() => void process.off("SIGHUP", onHangup)))
     // SIGTERM/SIGINT interrupt this fiber: shut down gracefully before the scope closes.
     return yield* Effect.never.pipe(
       Effect.onInterrupt(() =>

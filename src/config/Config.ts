@@ -107,7 +107,8 @@ export const UserConfig = Schema.Struct({
   root: Schema.String,
   canRead: withDefault(Schema.Boolean, true),
   canWrite: withDefault(Schema.Boolean, true),
-  authorizedKeys: Schema.optionalKey(Schema.Array(Schema.String))
+  authorizedKeys: Schema.optionalKey(Schema.Array(Schema.String)),
+  disabled: withDefault(Schema.Boolean, false)
 })
 
 /**

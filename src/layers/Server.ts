@@ -8,12 +8,15 @@
  * interrupted when the layer's scope closes; use `Server.shutdown` first for a
  * graceful stop.
  */
-import { Data, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import * as fs from "node:fs/promises"
 import * as tls from "node:tls"
 import ssh2 from "ssh2"
 import { parseAddress } from "../config/Address.js"
 import { durationOf, type ServerConfig } from "../config/Config.js"
+import { ConfigFileError } from "../config/ConfigFileError.js"
+
+export { ConfigFileError } from "../config/ConfigFileError.js"
 import * as FtpServer from "../protocols/ftp/Server.js"
 import * as SftpServer from "../protocols/sftp/Server.js"
 import type { Events } from "../services/Events.js"
@@ -24,7 +27,7 @@ export { Server } from "../services/Server.js"
 export type { Addresses } from "../services/Server.js"
 import type { PasswordHasher } from "../services/PasswordHasher.js"
 import { Sessions } from "../services/Sessions.js"
-import type { UserError, UserRegistry, UserSpec } from "../services/UserRegistry.js"
+import { type UserError, UserRegistry, type UserSpec } from "../services/UserRegistry.js"
 import * as EventsHub from "./EventsHub.js"
 import * as JailNative from "./JailNative.js"
 import * as PasswordHash from "./PasswordHash.js"
@@ -32,19 +35,6 @@ import * as SessionsFiberSet from "./SessionsFiberSet.js"
 import * as UserRecord from "./UserRecord.js"
 import * as UserRegistryMemory from "./UserRegistryMemory.js"
 import * as UserRegistrySqlite from "./UserRegistrySqlite.js"
-
-/**
- * A file named by the config (host key, TLS certificate or key) that cannot be read or used.
- * @category errors
- */
-export class ConfigFileError extends Data.TaggedError("ConfigFileError")<{
-  readonly field: string
-  readonly problem: string
-}> {
-  override get message(): string {
-    return `${this.field}: ${this.problem}`
-  }
-}
 
 /**
  * Everything building the server can fail with.
@@ -143,10 +133,37 @@ const ftpLayer = (config: ServerConfig) => {
     })))
 }
 
+/** Makes the registry hold exactly `users` (SIGHUP with an inline list); live sessions stay. */
+const syncUsers = (registry: UserRegistry["Service"], users: ReadonlyArray<UserSpec>) =>
+  Effect.gen(function*() {
+    const before = new Set((yield* registry.list).map((u) => u.username))
+    for (const user of users) {
+      if (!before.has(user.username)) {
+        yield* registry.addUser(user)
+        continue
+      }
+      yield* registry.updateUser(user.username, {
+        root: user.root,
+        canRead: user.canRead,
+        canWrite: user.canWrite,
+        authorizedKeys: user.authorizedKeys ?? [],
+        disabled: user.disabled ?? false,
+        ...(user.password !== undefined
+          ? { password: user.password }
+          : user.passwordHash !== undefined
+          ? { passwordHash: user.passwordHash }
+          : { password: null })
+      })
+    }
+    const kept = new Set(users.map((u) => u.username))
+    yield* Effect.forEach([...before].filter((name) => !kept.has(name)), (name) => registry.removeUser(name), { discard: true })
+  })
+
 const serverService = Layer.effect(
   Server,
   Effect.gen(function*() {
     const sessions = yield* Sessions
+    const registry = yield* UserRegistry
     const sftp = yield* Effect.serviceOption(SftpServer.SftpServer)
     const ftp = yield* Effect.serviceOption(FtpServer.FtpServer)
     return Server.of({
@@ -156,7 +173,12 @@ const serverService = Layer.effect(
         ...(ftp._tag === "Some" && ftp.value.implicitTlsAddress ? { ftps: ftp.value.implicitTlsAddress } : {})
       },
       close: sessions.close,
-      shutdown: sessions.shutdown
+      shutdown: sessions.shutdown,
+      reload: (config) =>
+        Effect.gen(function*() {
+          if (config.ftp?.tls && ftp._tag === "Some") yield* ftp.value.reloadTls(yield* readTls(config.ftp.tls))
+          if (Array.isArray(config.users)) yield* syncUsers(registry, config.users)
+        })
     })
   })
 )

@@ -5,6 +5,9 @@
  */
 import { Context, type Duration, type Effect } from "effect"
 import type { Address } from "../config/Address.js"
+import type { ServerConfig } from "../config/Config.js"
+import type { ConfigFileError } from "../config/ConfigFileError.js"
+import type { UserError } from "./UserRegistry.js"
 
 /**
  * Where each enabled protocol listens.
@@ -32,4 +35,10 @@ export class Server extends Context.Service<Server, {
    * rest (their partial uploads are never announced). Returns how many were interrupted.
    */
   shutdown(deadline: Duration.Input): Effect.Effect<{ readonly forced: number }>
+  /**
+   * Applies what can change without a restart (SIGHUP): the FTPS certificate and
+   * key, and the users of an inline list (added, changed, removed; live sessions
+   * are not dropped). Listeners, protocols and timeouts need a restart.
+   */
+  reload(config: ServerConfig): Effect.Effect<void, ConfigFileError | UserError>
 }>()("portcullis/services/Server") {}

@@ -7,10 +7,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
+import * as crypto from "node:crypto"
+import * as net from "node:net"
+import * as tls from "node:tls"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import ssh2 from "ssh2"
-import { call, connect } from "../utils/SftpClient.js"
+import { call, connect, login } from "../utils/SftpClient.js"
+import { selfSignedCertificate } from "../utils/TestServer.js"
 import { tempDir } from "../utils/TempDir.js"
 
 const bin = path.resolve(import.meta.dirname, "../../bin/portcullis")
@@ -56,6 +60,32 @@ const start = (args: ReadonlyArray<string>, cwd: string, env: Record<string, str
     }),
     ({ child }) => Effect.sync(() => void (child.exitCode === null && child.kill("SIGKILL")))
   )
+
+const fingerprintOf = (certFile: string) => new crypto.X509Certificate(fs.readFileSync(certFile)).fingerprint256
+
+/** The certificate an FTPS client is shown after AUTH TLS on `port`. */
+const ftpsFingerprint = (port: number) =>
+  Effect.callback<string, Error>((resume) => {
+    const socket = net.connect(port, "127.0.0.1")
+    let buffered = ""
+    socket.on("error", (e) => resume(Effect.fail(e)))
+    socket.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString()
+      if (buffered.startsWith("220") && buffered.endsWith("\r\n") && !buffered.includes("234")) {
+        if (!buffered.includes("AUTH")) socket.write("AUTH TLS\r\n")
+        buffered += "AUTH"
+      }
+      if (buffered.includes("234 ")) {
+        socket.removeAllListeners("data")
+        const secure = tls.connect({ socket, rejectUnauthorized: false, servername: "localhost" }, () => {
+          const fingerprint = secure.getPeerCertificate().fingerprint256
+          secure.destroy()
+          resume(Effect.succeed(fingerprint))
+        })
+        secure.on("error", (e) => resume(Effect.fail(e)))
+      }
+    })
+  })
 
 const writeConfig = (dir: string, config: unknown) => {
   const file = path.join(dir, "config.json")
@@ -185,6 +215,43 @@ describe("portcullis serve", () => {
       assert.isTrue(fs.readFileSync(path.join(cwd, "var", "home", "demo", "ftps-1.bin")).equals(fs.readFileSync(bin)))
       assert.notInclude(fs.readFileSync(path.join(cwd, "var", "portcullis.db")).toString("latin1"), password, "only the hash is stored")
       assert.strictEqual(fs.statSync(path.join(cwd, "var", "portcullis.db")).mode & 0o777, 0o600)
+    }))
+
+  it.live("SIGHUP reloads inline users and the FTPS certificate without dropping sessions", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      fs.mkdirSync(path.join(dir, "a"))
+      fs.mkdirSync(path.join(dir, "b"))
+      fs.mkdirSync(path.join(dir, "home"))
+      const first = selfSignedCertificate(path.join(dir, "a"))
+      const second = selfSignedCertificate(path.join(dir, "b"))
+      const configFor = (tls: { certFile: string; keyFile: string }, users: ReadonlyArray<Record<string, unknown>>) => ({
+        sftp: { address: "127.0.0.1:0" },
+        ftp: { address: "127.0.0.1:0", tls },
+        users
+      })
+      const alice = (password: string) => ({ username: "alice", password, root: path.join(dir, "home") })
+      const config = writeConfig(dir, configFor(first, [alice("old-pw")]))
+      const server = yield* start(["serve", "--config", config], dir)
+      const sftpPort = Number(String((yield* server.line((r) => r["event"] === "listening" && r["protocol"] === "sftp"))["address"]).split(":").pop())
+      const ftpPort = Number(String((yield* server.line((r) => r["event"] === "listening" && r["protocol"] === "ftp"))["address"]).split(":").pop())
+      const live = yield* connect(sftpPort, "alice", { password: "old-pw" })
+      assert.strictEqual(yield* ftpsFingerprint(ftpPort), fingerprintOf(first.certFile))
+
+      writeConfig(dir, configFor(second, [alice("new-pw"), { username: "bob", password: "bob-pw", root: path.join(dir, "home") }]))
+      server.child.kill("SIGHUP")
+      yield* server.line((r) => r["event"] === "reloaded")
+      assert.strictEqual(yield* call<string>((cb) => live.sftp.realpath(".", cb)), "/", "the open session survived")
+      yield* Effect.scoped(login(sftpPort, "bob", { password: "bob-pw" }))
+      yield* Effect.scoped(login(sftpPort, "alice", { password: "new-pw" }))
+      yield* Effect.flip(Effect.scoped(login(sftpPort, "alice", { password: "old-pw" })))
+      assert.strictEqual(yield* ftpsFingerprint(ftpPort), fingerprintOf(second.certFile))
+
+      // A broken config on SIGHUP is reported and the running configuration stays.
+      fs.writeFileSync(config, "{ broken")
+      server.child.kill("SIGHUP")
+      yield* server.line((r) => r["level"] === "error" && String(r["message"]).includes("reload failed"))
+      yield* Effect.scoped(login(sftpPort, "bob", { password: "bob-pw" }))
     }))
 
   const badConfigs: ReadonlyArray<readonly [string, unknown, string]> = [

@@ -53,6 +53,8 @@ export interface FtpOptions {
 export class FtpServer extends Context.Service<FtpServer, {
   readonly address: Address
   readonly implicitTlsAddress: Address | undefined
+  /** Uses a new certificate and key for connections from now on; live ones keep theirs (SIGHUP). */
+  reloadTls(pair: { readonly cert: Buffer; readonly key: Buffer }): Effect.Effect<void>
 }>()("portcullis/protocols/ftp/FtpServer") {}
 
 type Services = Sessions | UserRegistry | Events | Jail
@@ -89,7 +91,8 @@ export const make = (options: FtpOptions): Effect.Effect<FtpServer["Service"], L
     const sessions = yield* Sessions
     const context = yield* Effect.context<Services>()
     const passivePorts = makePassivePortPool(options.passivePorts)
-    const tlsOptions = options.tls ? () => makeControlTlsOptions({ cert: options.tls!.cert, key: options.tls!.key }) : undefined
+    let currentTls = options.tls
+    const tlsOptions = currentTls ? () => makeControlTlsOptions({ cert: currentTls!.cert, key: currentTls!.key }) : undefined
     const sessionOptions = {
       policy: options.policy,
       tempExtensions: options.tempExtensions,
@@ -147,7 +150,11 @@ export const make = (options: FtpOptions): Effect.Effect<FtpServer["Service"], L
       yield* Effect.forkScoped(sessions.stopped.pipe(Effect.andThen(Effect.sync(() => implicit.close()))))
     }
     yield* Effect.forkScoped(sessions.stopped.pipe(Effect.andThen(Effect.sync(() => explicit.close()))))
-    return FtpServer.of({ address, implicitTlsAddress })
+    return FtpServer.of({
+      address,
+      implicitTlsAddress,
+      reloadTls: (pair) => Effect.sync(() => void (currentTls = pair))
+    })
   })
 
 /**
