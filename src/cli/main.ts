@@ -11,6 +11,7 @@ import { Cause, Context, Effect, Exit, FiberSet, Layer, Logger, Option, type Run
 import { CliError, Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import { ConfigError, decodeConfig, durationOf, type ServerConfig } from "../config/Config.js"
+import { renderConfigReference } from "../config/ConfigReference.js"
 import { applyEnvironment } from "../config/Environment.js"
 import * as ServerLayer from "../layers/Server.js"
 import { Server } from "../services/Server.js"
@@ -105,9 +106,13 @@ const serveCommand = Command.make(
   ({ config }) => serve(config)
 ).pipe(Command.withDescription("Run the server from a config file, or the default state under ./var without one"))
 
+const configReference = Command.make("config-reference", {}, () =>
+  renderConfigReference.pipe(Effect.flatMap((markdown) => Effect.sync(() => void process.stdout.write(markdown))))
+).pipe(Command.withDescription("Print the configuration reference (Markdown), generated from the config Schema"))
+
 const portcullis = Command.make("portcullis").pipe(
   Command.withDescription("Embeddable, security-first SFTP and FTP/FTPS server"),
-  Command.withSubcommands([serveCommand, userCommand, checkConfig(loadValidConfig), keygen, hashPasswordCommand])
+  Command.withSubcommands([serveCommand, userCommand, checkConfig(loadValidConfig), keygen, hashPasswordCommand, configReference])
 )
 
 const teardown: Runtime.Teardown = (exit, onExit) => {
