@@ -11,7 +11,8 @@ import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import type { PasswordHasher } from "../services/PasswordHasher.js"
 import { usernameProblem } from "../services/Username.js"
-import { type Credentials, type UserChanges, UserError, type UserInfo, type UserSpec } from "../services/UserRegistry.js"
+import type { Principal } from "../services/Principal.js"
+import { AuthError, type Credentials, type UserChanges, UserError, type UserInfo, type UserSpec } from "../services/UserRegistry.js"
 import { type AuthorizedKey, parseAuthorizedKey } from "./AuthorizedKey.js"
 import { isAcceptablePassword, maxPasswordBytes } from "./PasswordHash.js"
 
@@ -168,3 +169,27 @@ export const credentialsMatch = (
  * @category constructors
  */
 export const makeDecoy = (hasher: PasswordHasher["Service"]) => hasher.hash(crypto.randomBytes(32).toString("hex"))
+
+/**
+ * A whole login check on a user already looked up (undefined: unknown): the
+ * credentials (see `credentialsMatch`), then the root. Both registries use it.
+ * @category constructors
+ */
+export const authenticateUser = (
+  hasher: PasswordHasher["Service"],
+  decoy: string,
+  user: StoredUser | undefined,
+  credentials: Credentials
+): Effect.Effect<Principal, AuthError> =>
+  Effect.gen(function*() {
+    const { username } = credentials
+    // A disabled user still costs the full check, and is refused like a wrong password.
+    if (!(yield* credentialsMatch(hasher, decoy, user, credentials)) || !user) {
+      return yield* new AuthError({ username, reason: "InvalidCredentials" })
+    }
+    if (!(yield* rootIsDirectory(user.root))) {
+      yield* Effect.logWarning("login refused: the user's root is missing or not a directory", { username })
+      return yield* new AuthError({ username, reason: "RootUnavailable" })
+    }
+    return { username, root: user.root, canRead: user.canRead, canWrite: user.canWrite }
+  })

@@ -9,8 +9,8 @@ import { Effect, Layer } from "effect"
 import { PasswordHasher } from "../services/PasswordHasher.js"
 import type { Principal } from "../services/Principal.js"
 import { Sessions } from "../services/Sessions.js"
-import { AuthError, type Credentials, type UserChanges, type UserError, UserRegistry, type UserSpec } from "../services/UserRegistry.js"
-import { applyChanges, credentialsMatch, fail, hasKey, makeDecoy, parseKey, rootIsDirectory, type StoredUser, toInfo, toStored } from "./UserRecord.js"
+import { type AuthError, type Credentials, type UserChanges, type UserError, UserRegistry, type UserSpec } from "../services/UserRegistry.js"
+import { applyChanges, authenticateUser, fail, hasKey, makeDecoy, parseKey, type StoredUser, toInfo, toStored } from "./UserRecord.js"
 
 /**
  * Builds an in-memory registry holding `users`.
@@ -34,19 +34,7 @@ export const make = (users: ReadonlyArray<UserSpec>) =>
       })
 
     const authenticate = (credentials: Credentials): Effect.Effect<Principal, AuthError> =>
-      Effect.gen(function*() {
-        const { username } = credentials
-        const user = store.get(username)
-        // A disabled user still costs the full check, and is refused like a wrong password.
-        if (!(yield* credentialsMatch(hasher, decoy, user, credentials)) || !user) {
-          return yield* new AuthError({ username, reason: "InvalidCredentials" })
-        }
-        if (!(yield* rootIsDirectory(user.root))) {
-          yield* Effect.logWarning("login refused: the user's root is missing or not a directory", { username })
-          return yield* new AuthError({ username, reason: "RootUnavailable" })
-        }
-        return { username, root: user.root, canRead: user.canRead, canWrite: user.canWrite }
-      })
+      authenticateUser(hasher, decoy, store.get(credentials.username), credentials)
 
     const updateUser = (username: string, changes: UserChanges) =>
       Effect.gen(function*() {

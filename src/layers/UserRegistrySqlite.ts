@@ -22,10 +22,10 @@ import { Migrator, SqlClient, type SqlError } from "effect/sql"
 import { PasswordHasher } from "../services/PasswordHasher.js"
 import type { Principal } from "../services/Principal.js"
 import { Sessions } from "../services/Sessions.js"
-import { AuthError, type Credentials, type UserChanges, type UserError, UserRegistry, type UserSpec } from "../services/UserRegistry.js"
+import { type AuthError, type Credentials, type UserChanges, type UserError, UserRegistry, type UserSpec } from "../services/UserRegistry.js"
 import type { AuthorizedKey } from "./AuthorizedKey.js"
 import * as SqliteClient from "./SqliteClient.js"
-import { applyChanges, credentialsMatch, fail, makeDecoy, parseKey, rootIsDirectory, type StoredUser, toInfo, toStored } from "./UserRecord.js"
+import { applyChanges, authenticateUser, fail, makeDecoy, parseKey, type StoredUser, toInfo, toStored } from "./UserRecord.js"
 
 /**
  * The user database is unusable. `OpenFailed`: the file cannot be opened or
@@ -208,19 +208,7 @@ export const make = Effect.gen(function*() {
   const touch = (username: string, at: string) => sql`UPDATE users SET updated_at = ${at} WHERE username = ${username}`
 
   const authenticate = (credentials: Credentials): Effect.Effect<Principal, AuthError> =>
-    Effect.gen(function*() {
-      const { username } = credentials
-      const user = yield* find(username)
-      // A disabled user still costs the full check, and is refused like a wrong password.
-      if (!(yield* credentialsMatch(hasher, decoy, user, credentials)) || !user) {
-        return yield* new AuthError({ username, reason: "InvalidCredentials" })
-      }
-      if (!(yield* rootIsDirectory(user.root))) {
-        yield* Effect.logWarning("login refused: the user's root is missing or not a directory", { username })
-        return yield* new AuthError({ username, reason: "RootUnavailable" })
-      }
-      return { username, root: user.root, canRead: user.canRead, canWrite: user.canWrite }
-    })
+    find(credentials.username).pipe(Effect.flatMap((user) => authenticateUser(hasher, decoy, user, credentials)))
 
   const addUser = (spec: UserSpec) =>
     Effect.gen(function*() {

@@ -11,13 +11,13 @@
 import { Context, Duration, Effect, FiberSet, Layer, type Scope } from "effect"
 import * as net from "node:net"
 import * as tls from "node:tls"
-import { type Address, formatAddress } from "../../config/Address.js"
+import type { Address } from "../../config/Address.js"
 import type { Events } from "../../services/Events.js"
 import type { Jail } from "../../services/Jail.js"
 import { type SessionControl, Sessions } from "../../services/Sessions.js"
 import type { UserRegistry } from "../../services/UserRegistry.js"
 import type * as Access from "../common/Access.js"
-import { ListenError } from "../sftp/Server.js"
+import { listen, type ListenError } from "../common/Listener.js"
 import { type ControlChannel, make as makeControlChannel } from "./ControlChannel.js"
 import { makeControlTlsOptions } from "./DataChannel.js"
 import { makePassivePortPool } from "./PassivePorts.js"
@@ -61,18 +61,6 @@ type Services = Sessions | UserRegistry | Events | Jail
 
 /** Longest command line, in bytes (ironport's limit). */
 const maxLineBytes = 4096
-
-const listen = (server: net.Server, address: Address) =>
-  Effect.callback<Address, ListenError>((resume) => {
-    const onError = (error: NodeJS.ErrnoException) =>
-      resume(Effect.fail(new ListenError({ protocol: "ftp", address: formatAddress(address), code: error.code ?? "EUNKNOWN" })))
-    server.once("error", onError)
-    server.listen(address.port, address.host, () => {
-      server.off("error", onError)
-      const bound = server.address()
-      resume(Effect.succeed(typeof bound === "object" && bound ? { host: address.host, port: bound.port } : address))
-    })
-  })
 
 /** Completes the TLS handshake of an implicit-FTPS connection. */
 const secure = (socket: net.Socket, options: tls.TLSSocketOptions) =>
@@ -142,11 +130,11 @@ export const make = (options: FtpOptions): Effect.Effect<FtpServer["Service"], L
     }
 
     const explicit = net.createServer(accept(false))
-    const address = yield* Effect.acquireRelease(listen(explicit, options.address), () => Effect.sync(() => explicit.close()))
+    const address = yield* Effect.acquireRelease(listen("ftp", explicit, options.address), () => Effect.sync(() => explicit.close()))
     let implicitTlsAddress: Address | undefined
     if (options.implicitTlsAddress) {
       const implicit = net.createServer(accept(true))
-      implicitTlsAddress = yield* Effect.acquireRelease(listen(implicit, options.implicitTlsAddress), () => Effect.sync(() => implicit.close()))
+      implicitTlsAddress = yield* Effect.acquireRelease(listen("ftp", implicit, options.implicitTlsAddress), () => Effect.sync(() => implicit.close()))
       yield* Effect.forkScoped(sessions.stopped.pipe(Effect.andThen(Effect.sync(() => implicit.close()))))
     }
     yield* Effect.forkScoped(sessions.stopped.pipe(Effect.andThen(Effect.sync(() => explicit.close()))))

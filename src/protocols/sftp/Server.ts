@@ -13,16 +13,19 @@
  * Only the "sftp" subsystem is served: shell, exec, pty, env, X11, agent and
  * port forwarding requests have no handler, and ssh2 refuses them.
  */
-import { Context, Data, Deferred, type Duration, Effect, FiberSet, Layer, type Scope } from "effect"
+import { Context, Deferred, type Duration, Effect, FiberSet, Layer, type Scope } from "effect"
 import * as net from "node:net"
 import ssh2 from "ssh2"
-import { type Address, formatAddress } from "../../config/Address.js"
+import type { Address } from "../../config/Address.js"
 import { Events, LoginFailed, LoginSucceeded, Logout } from "../../services/Events.js"
 import { Jail, type JailHandle } from "../../services/Jail.js"
 import type { Principal } from "../../services/Principal.js"
 import { type SessionControl, Sessions } from "../../services/Sessions.js"
 import { type Credentials, UserRegistry } from "../../services/UserRegistry.js"
 import * as Access from "../common/Access.js"
+import { listen, ListenError } from "../common/Listener.js"
+
+export { ListenError } from "../common/Listener.js"
 import { type AlgorithmKind, effective } from "./Algorithms.js"
 import { serveChannel, type SftpLimits } from "./Session.js"
 
@@ -46,20 +49,6 @@ export interface SftpOptions {
 }
 
 /**
- * The listener could not bind its address.
- * @category errors
- */
-export class ListenError extends Data.TaggedError("ListenError")<{
-  readonly protocol: "sftp" | "ftp"
-  readonly address: string
-  readonly code: string
-}> {
-  override get message(): string {
-    return `cannot listen on ${this.address} (${this.protocol}): ${this.code}`
-  }
-}
-
-/**
  * A running SFTP listener.
  * @category services
  */
@@ -69,18 +58,6 @@ export class SftpServer extends Context.Service<SftpServer, {
 }>()("portcullis/protocols/sftp/SftpServer") {}
 
 type Services = Sessions | UserRegistry | Events | Jail
-
-const listen = (server: net.Server, address: Address) =>
-  Effect.callback<Address, ListenError>((resume) => {
-    const onError = (error: NodeJS.ErrnoException) =>
-      resume(Effect.fail(new ListenError({ protocol: "sftp", address: formatAddress(address), code: error.code ?? "EUNKNOWN" })))
-    server.once("error", onError)
-    server.listen(address.port, address.host, () => {
-      server.off("error", onError)
-      const bound = server.address()
-      resume(Effect.succeed(typeof bound === "object" && bound ? { host: address.host, port: bound.port } : address))
-    })
-  })
 
 /** ssh2 announces a connection only after the client's version line: find it by its remote address. */
 const connectionKey = (ip: string | undefined, port: number | undefined) => `${ip ?? "?"}|${port ?? 0}`
@@ -253,7 +230,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         ).pipe(Effect.flatMap((started) => (started ? Effect.void : Effect.sync(() => socket.destroy()))))
       )
     })
-    const address = yield* Effect.acquireRelease(listen(server, options.address), () =>
+    const address = yield* Effect.acquireRelease(listen("sftp", server, options.address), () =>
       Effect.sync(() => server.close()))
     // Stop accepting as soon as the server closes or shuts down; live sessions are Sessions' business.
     yield* Effect.forkScoped(sessions.stopped.pipe(Effect.andThen(Effect.sync(() => server.close()))))
