@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import ssh2 from "ssh2"
+import { generateSshKeyPair } from "../layers/SshKeys.js"
 import type { ServerConfigInput } from "../config/Config.js"
 import type { UserStoreFailure } from "./UserStore.js"
 import { generateSelfSigned } from "./SelfSignedCertificate.js"
@@ -44,7 +44,7 @@ export const loadDefaultState = (stateDir: string): Effect.Effect<DefaultState, 
     const dir = path.resolve(stateDir)
     ensureDirectory(dir)
     const hostKey = path.join(dir, "host_ed25519")
-    if (!fs.existsSync(hostKey)) writePrivate(hostKey, ssh2.utils.generateKeyPairSync("ed25519", {}).private)
+    if (!fs.existsSync(hostKey)) writePrivate(hostKey, generateSshKeyPair("ed25519").private)
     const certFile = path.join(dir, "ftps.crt")
     const keyFile = path.join(dir, "ftps.key")
     if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) {

@@ -4,7 +4,7 @@
 import { Data, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
-import ssh2 from "ssh2"
+import { generateSshKeyPair } from "../layers/SshKeys.js"
 import * as ServerLayer from "../layers/Server.js"
 import { hashPassword, isAcceptablePassword, maxPasswordBytes } from "../layers/PasswordHash.js"
 
@@ -43,11 +43,7 @@ export const keygen = Command.make(
   },
   ({ hostKey, type }) =>
     Effect.gen(function*() {
-      const pair = type === "rsa"
-        ? ssh2.utils.generateKeyPairSync("rsa", { bits: 3072 })
-        : type === "ecdsa"
-        ? ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 })
-        : ssh2.utils.generateKeyPairSync("ed25519", {})
+      const pair = generateSshKeyPair(type)
       yield* Effect.try({
         try: () => fs.writeFileSync(hostKey, pair.private, { mode: 0o600, flag: "wx" }),
         catch: (cause) => new CliExit({ code: 1, line: `cannot create ${hostKey} (${(cause as NodeJS.ErrnoException).code ?? "error"})` })

@@ -32,6 +32,7 @@ import * as EventsHub from "./EventsHub.js"
 import * as JailNative from "./JailNative.js"
 import * as PasswordHash from "./PasswordHash.js"
 import * as SessionsFiberSet from "./SessionsFiberSet.js"
+import { generateSshKeyPair } from "./SshKeys.js"
 import * as UserRecord from "./UserRecord.js"
 import * as UserRegistryMemory from "./UserRegistryMemory.js"
 import * as UserRegistrySqlite from "./UserRegistrySqlite.js"
@@ -69,7 +70,7 @@ const hostKeys = (files: ReadonlyArray<string> | undefined) =>
   files && files.length > 0
     ? Effect.forEach(files, readHostKey)
     : Effect.logWarning("no sftp.hostKeyFiles configured: using an ephemeral ed25519 host key; clients will see a new host key after every restart").pipe(
-      Effect.as([Buffer.from(ssh2.utils.generateKeyPairSync("ed25519", {}).private)])
+      Effect.as([Buffer.from(generateSshKeyPair("ed25519").private)])
     )
 
 /**

@@ -16,6 +16,7 @@ import ssh2 from "ssh2"
 import { call, connect, login } from "../utils/SftpClient.js"
 import { selfSignedCertificate } from "../utils/TestServer.js"
 import { tempDir } from "../utils/TempDir.js"
+import { generateSshKeyPair } from "../../src/layers/SshKeys.js"
 
 const bin = path.resolve(import.meta.dirname, "../../bin/portcullis")
 
@@ -100,7 +101,7 @@ describe("portcullis serve", () => {
       const root = path.join(dir, "alice")
       fs.mkdirSync(root)
       const hostKey = path.join(dir, "host_key")
-      fs.writeFileSync(hostKey, ssh2.utils.generateKeyPairSync("ed25519", {}).private)
+      fs.writeFileSync(hostKey, generateSshKeyPair("ed25519").private)
       const config = writeConfig(dir, {
         sftp: { address: "127.0.0.1:0", hostKeyFiles: [hostKey] },
         users: [{ username: "alice", password: "pw-alice", root }]

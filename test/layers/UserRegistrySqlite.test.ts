@@ -15,6 +15,7 @@ import { Sessions } from "../../src/services/Sessions.js"
 import { type Credentials, UserRegistry, type UserSpec } from "../../src/services/UserRegistry.js"
 import { run } from "../utils/Processes.js"
 import { tempDir } from "../utils/TempDir.js"
+import { generateSshKeyPair } from "../../src/layers/SshKeys.js"
 
 // The behavioural checks of test/services/UserRegistry.test.ts, run against the
 // SQLite registry, then what only a file-backed store has to prove.
@@ -103,7 +104,7 @@ describe("UserRegistry (SQLite): the shared behaviour", () => {
     Effect.gen(function*() {
       const root = yield* tempDir()
       const verifications = yield* Ref.make(0)
-      const key = ssh2.utils.generateKeyPairSync("ed25519", {})
+      const key = generateSshKeyPair("ed25519")
       const context = yield* registry([
         { username: "alice", root, canRead: true, canWrite: true, password: "pw-alice" },
         { username: "keyonly", root, canRead: true, canWrite: true, authorizedKeys: [key.public] },
@@ -196,8 +197,8 @@ describe("UserRegistry (SQLite): the shared behaviour", () => {
   it.effect("public keys: only listed keys log in; keys can be added and removed at runtime", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()
-      const alicesKey = ssh2.utils.generateKeyPairSync("ed25519", { comment: "alice@laptop" })
-      const otherKey = ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 })
+      const alicesKey = generateSshKeyPair("ed25519", "alice@laptop")
+      const otherKey = generateSshKeyPair("ecdsa")
       const context = yield* registry([{ username: "alice", root, canRead: true, canWrite: true, authorizedKeys: [alicesKey.public] }])
       const r = yield* registryIn(context)
       yield* Effect.gen(function*() {
@@ -321,7 +322,7 @@ describe("UserRegistry (SQLite): the file", () => {
     Effect.gen(function*() {
       const root = yield* tempDir()
       const file = path.join(yield* tempDir(), "users.db")
-      const key = ssh2.utils.generateKeyPairSync("ed25519", { comment: "bob@host" })
+      const key = generateSshKeyPair("ed25519", "bob@host")
       yield* Effect.scoped(Effect.gen(function*() {
         const context = yield* Layer.build(storeLayer(file))
         const r = yield* registryIn(context)
@@ -408,7 +409,7 @@ describe("UserRegistry (SQLite): the file", () => {
       const file = path.join(yield* tempDir(), "users.db")
       const server = yield* Layer.build(storeLayer(file))
       const cli = yield* registryIn(yield* Layer.build(storeLayer(file)))
-      const key = ssh2.utils.generateKeyPairSync("ed25519", {})
+      const key = generateSshKeyPair("ed25519")
       yield* Effect.gen(function*() {
         assert.strictEqual(yield* refusal(login(password("alice", "pw1"))), "InvalidCredentials")
         yield* cli.addUser({ username: "alice", root, canRead: true, canWrite: true, password: "pw1" })

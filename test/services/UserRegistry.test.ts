@@ -11,6 +11,7 @@ import { PasswordHasher } from "../../src/services/PasswordHasher.js"
 import { Sessions } from "../../src/services/Sessions.js"
 import { type Credentials, UserRegistry, type UserSpec } from "../../src/services/UserRegistry.js"
 import { tempDir } from "../utils/TempDir.js"
+import { generateSshKeyPair } from "../../src/layers/SshKeys.js"
 
 // Vectors produced by reference implementations: the argon2 CLI (Debian's
 // argon2 package) and glibc crypt(3); the bcrypt one is OpenBSD's test vector.
@@ -69,7 +70,7 @@ describe("UserRegistry (memory)", () => {
     Effect.gen(function*() {
       const root = yield* tempDir()
       const verifications = yield* Ref.make(0)
-      const key = ssh2.utils.generateKeyPairSync("ed25519", {})
+      const key = generateSshKeyPair("ed25519")
       const context = yield* registry([
         { username: "alice", root, canRead: true, canWrite: true, password: "pw-alice" },
         { username: "keyonly", root, canRead: true, canWrite: true, authorizedKeys: [key.public] }
@@ -166,8 +167,8 @@ describe("UserRegistry (memory)", () => {
   it.effect("public keys: only listed keys log in; keys can be added and removed at runtime", () =>
     Effect.gen(function*() {
       const root = yield* tempDir()
-      const alicesKey = ssh2.utils.generateKeyPairSync("ed25519", { comment: "alice@laptop" })
-      const otherKey = ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 })
+      const alicesKey = generateSshKeyPair("ed25519", "alice@laptop")
+      const otherKey = generateSshKeyPair("ecdsa")
       const blob = (pub: string) => (ssh2.utils.parseKey(pub) as ReturnType<typeof ssh2.utils.parseKey> & { getPublicSSH(): Buffer }).getPublicSSH()
       const withKey = (pub: string): Credentials => ({ _tag: "PublicKey", username: "alice", algorithm: "ssh-ed25519", key: blob(pub) })
       const context = yield* registry([{ username: "alice", root, canRead: true, canWrite: true, authorizedKeys: [alicesKey.public] }])

@@ -10,6 +10,7 @@ import { type AuthEvent, Events } from "../../src/services/Events.js"
 import { UserRegistry } from "../../src/services/UserRegistry.js"
 import { call, connect, login } from "../utils/SftpClient.js"
 import { testServer } from "../utils/TestServer.js"
+import { generateSshKeyPair } from "../../src/layers/SshKeys.js"
 
 const authEvents = (context: Context.Context<Events>) =>
   Context.get(context, Events).subscribeAuth.pipe(Effect.flatMap((s) => Stream.toQueue(s, { capacity: "unbounded" })))
@@ -66,9 +67,9 @@ describe("SFTP authentication", () => {
 
   it.effect("public keys: a listed key logs in, an unlisted one does not, and keys can change at runtime", () =>
     Effect.gen(function*() {
-      const listed = ssh2.utils.generateKeyPairSync("ed25519", {})
-      const other = ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 })
-      const rsa = ssh2.utils.generateKeyPairSync("rsa", { bits: 2048 })
+      const listed = generateSshKeyPair("ed25519")
+      const other = generateSshKeyPair("ecdsa")
+      const rsa = generateSshKeyPair("rsa")
       const server = yield* testServer({ users: [{ username: "keys", authorizedKeys: [listed.public, rsa.public] }] })
       yield* Effect.scoped(connect(server.port, "keys", { privateKey: listed.private }))
       // ssh2's client signs with RSA/SHA-1 ("ssh-rsa"), which the defaults refuse, as OpenSSH 8.8+ does.
@@ -84,8 +85,8 @@ describe("SFTP authentication", () => {
 
   it.effect("pinned public-key algorithms decide which signatures are accepted", () =>
     Effect.gen(function*() {
-      const rsa = ssh2.utils.generateKeyPairSync("rsa", { bits: 2048 })
-      const ed = ssh2.utils.generateKeyPairSync("ed25519", {})
+      const rsa = generateSshKeyPair("rsa")
+      const ed = generateSshKeyPair("ed25519")
       const users = [{ username: "keys", authorizedKeys: [rsa.public, ed.public] }]
       const edOnly = yield* testServer({ users, sftp: { publicKeyAlgorithms: ["ssh-ed25519"] } })
       yield* Effect.scoped(connect(edOnly.port, "keys", { privateKey: ed.private }))

@@ -7,11 +7,11 @@ import { Context, Effect, Layer } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import ssh2 from "ssh2"
 import { decodeConfig, type ServerConfigInput } from "../../src/config/Config.js"
 import * as ServerLayer from "../../src/layers/Server.js"
 import { Server } from "../../src/services/Server.js"
 import { tempDir } from "./TempDir.js"
+import { generateSshKeyPair } from "../../src/layers/SshKeys.js"
 
 export interface TestUser {
   readonly username: string
@@ -58,7 +58,7 @@ export const testServer = (options: TestServerOptions = {}) =>
       fs.mkdirSync(roots[user.username]!, { recursive: true })
     }
     const hostKeyFile = path.join(base, "host_ed25519")
-    fs.writeFileSync(hostKeyFile, ssh2.utils.generateKeyPairSync("ed25519", {}).private)
+    fs.writeFileSync(hostKeyFile, generateSshKeyPair("ed25519").private)
     const tls = options.ftp ? selfSignedCertificate(base) : undefined
     const config = yield* decodeConfig({
       ...options.config,

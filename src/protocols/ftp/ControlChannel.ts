@@ -43,8 +43,10 @@ export interface ControlChannel {
   readonly socket: () => net.Socket
   /** The next command line; fails when the connection ends or breaks the protocol. */
   readonly nextLine: Effect.Effect<string, ControlClosed>
-  /** Sends one reply (multi-line when `text` is an array). */
+  /** Sends one reply (multi-line when `text` is an array), waiting while the client does not read. */
   send(code: number, text: string | ReadonlyArray<string>): Effect.Effect<void>
+  /** Sends a last reply without waiting (421 on timeout: the session is closed right after). */
+  sendNow(code: number, text: string): Effect.Effect<void>
   /**
    * Answers 234 and upgrades to TLS; fails with PipelinedAfterAuthTls when any
    * byte followed the AUTH TLS line, and with TlsHandshakeFailed after a bad handshake.
@@ -94,11 +96,31 @@ export const make = (socket: net.Socket, options: { readonly maxLineBytes: numbe
     let current = socket
     let tlsActive = socket instanceof tls.TLSSocket
     let attached = attach(current, queue, options.maxLineBytes)
-    const write = (bytes: Buffer) => Effect.sync(() => void (current.writable && current.write(bytes)))
+    // Read on only when few commands wait and the client is also reading its replies.
+    const maybeResume = () => {
+      if (Queue.sizeUnsafe(queue) < highWater / 4 && current.isPaused() && current.writableLength === 0) current.resume()
+    }
+    socket.on("drain", maybeResume)
+    const writeNow = (bytes: Buffer) => Effect.sync(() => void (current.writable && current.write(bytes)))
+    // A client that sends commands but never reads the replies must not make the
+    // server buffer them: the next reply waits until the socket drains (or closes),
+    // and meanwhile no command is read, so the idle timeout ends such a session.
+    const write = (bytes: Buffer) =>
+      Effect.callback<void>((resume) => {
+        const socket = current
+        if (!socket.writable || socket.write(bytes)) return resume(Effect.void)
+        const done = () => {
+          socket.off("drain", done)
+          socket.off("close", done)
+          resume(Effect.void)
+        }
+        socket.on("drain", done)
+        socket.on("close", done)
+      })
 
     const nextLine: Effect.Effect<string, ControlClosed> = Queue.take(queue).pipe(
       Effect.flatMap((incoming) => {
-        if (Queue.sizeUnsafe(queue) < highWater / 4 && current.isPaused()) current.resume()
+        maybeResume()
         return incoming._tag === "Line" ? Effect.succeed(incoming.line) : Effect.fail(new ControlClosed({ reason: incoming.reason }))
       })
     )
@@ -108,7 +130,7 @@ export const make = (socket: net.Socket, options: { readonly maxLineBytes: numbe
         attached.detach()
         const pipelined = attached.reader.takeRemainder().length > 0 || Queue.sizeUnsafe(queue) > 0
         if (pipelined) return yield* new ControlClosed({ reason: "PipelinedAfterAuthTls" })
-        yield* write(formatReply(234, "AUTH TLS successful"))
+        yield* writeNow(formatReply(234, "AUTH TLS successful"))
         const secure = new tls.TLSSocket(current, { ...tlsOptions, isServer: true })
         yield* Effect.callback<void, ControlClosed>((resume) => {
           secure.once("secure", () => resume(Effect.void))
@@ -116,6 +138,7 @@ export const make = (socket: net.Socket, options: { readonly maxLineBytes: numbe
           secure.once("close", () => resume(Effect.fail(new ControlClosed({ reason: "TlsHandshakeFailed" }))))
         })
         current = secure
+        secure.on("drain", maybeResume)
         tlsActive = true
         attached = attach(secure, queue, options.maxLineBytes)
       })
@@ -127,6 +150,7 @@ export const make = (socket: net.Socket, options: { readonly maxLineBytes: numbe
       socket: () => current,
       nextLine,
       send: (code, text) => write(formatReply(code, text)),
+      sendNow: (code, text) => writeNow(formatReply(code, text)),
       startTls
     } satisfies ControlChannel
   })

@@ -119,7 +119,7 @@ export const make = (options: FtpOptions): Effect.Effect<FtpServer["Service"], L
             protocol: "ftp",
             clientIp: (socket.remoteAddress ?? "unknown").replace(/^::ffff:/, ""),
             handshakeTimeout: options.loginTimeout ?? Duration.minutes(1),
-            onTimeout: () => (holder.control ? holder.control.send(421, "Timeout: closing control connection") : Effect.void)
+            onTimeout: () => (holder.control ? holder.control.sendNow(421, "Timeout: closing control connection") : Effect.void)
           },
           connection(socket, implicit, holder)
         ).pipe(

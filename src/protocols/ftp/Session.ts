@@ -208,7 +208,13 @@ export const serve = (
         if (!data) return yield* Effect.fail(refuse("NoDataConnection"))
         yield* reply(150, opening)
         yield* data.connect.pipe(
-          Effect.flatMap((socket) => use(socket).pipe(Effect.andThen(DataChannel.closeData(socket)))),
+          Effect.flatMap((socket) =>
+            use(socket).pipe(
+              // Once the transfer has begun, a broken data connection is 426, not 425.
+              Effect.mapError((error: E): Failure => (error._tag === "DataChannelError" ? refuse("TransferAborted") : error)),
+              Effect.andThen(DataChannel.closeData(socket))
+            )
+          ),
           Effect.ensuring(Scope.close(data.scope, Exit.void))
         )
         return { code: 226, text: "Transfer complete" } as Reply
