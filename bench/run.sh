@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Portcullis benchmark: Portcullis vs OpenSSH sshd (internal-sftp, chroot) and
+# vsftpd, on loopback, same files, same user, same ciphers, alternating runs.
+# Usage: bash bench/run.sh        (as root: it installs packages and adds a user)
+# Env: BENCH_SIZE_MIB (256), BENCH_RUNS (5), BENCH_SMALL_FILES (2000),
+#      BENCH_LOGINS (50), BENCH_CASES (space-separated subset of case names).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SIZE_MIB=${BENCH_SIZE_MIB:-256}
+RUNS=${BENCH_RUNS:-5}
+SMALL_FILES=${BENCH_SMALL_FILES:-2000}
+LOGINS=${BENCH_LOGINS:-50}
+CASES=${BENCH_CASES:-"sftp_get_aes128gcm sftp_put_aes128gcm sftp_get_chacha20 sftp_put_chacha20 sftp_small_files sftp_logins ftp_get ftp_put ftps_get ftps_put"}
+BUSER=benchuser
+BPASS=${BENCH_PASSWORD:-Bench-pw-$RANDOM$RANDOM}
+SSH_PORT_PEER=${BENCH_SSHD_PORT:-42022}
+FTP_PORT_PEER=${BENCH_VSFTPD_PORT:-42021}
+SSH_PORT_PC=${BENCH_PC_SFTP_PORT:-43022}
+FTP_PORT_PC=${BENCH_PC_FTP_PORT:-43021}
+CIPHERS="aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"
+
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh must run as root (it starts sshd/vsftpd and adds a user)" >&2; exit 1; }
+
+# --- dependencies -----------------------------------------------------------
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+[ -x /usr/sbin/vsftpd ] || need+=(vsftpd)
+command -v curl >/dev/null || need+=(curl)
+command -v sftp >/dev/null || need+=(openssh-client)
+command -v sshpass >/dev/null || need+=(sshpass)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
+fi
+[ -f "$REPO/dist/src/cli/main.js" ] || { echo "dist/ missing: run npm run build first" >&2; exit 1; }
+
+# --- bench user ---------------------------------------------------------------
+id "$BUSER" >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/bash "$BUSER"
+echo "$BUSER:$BPASS" | chpasswd
+export SSHPASS=$BPASS
+
+# --- work dirs (the chroot path must be root-owned, not group/world-writable,
+#     in every component: so not under /tmp) --------------------------------------
+WORK=$(mktemp -d /srv/portcullis-bench.XXXXXX 2>/dev/null || { mkdir -p /srv; mktemp -d /srv/portcullis-bench.XXXXXX; })
+chmod 755 "$WORK"
+ROOT=$WORK/root            # jail of all three servers (root-owned)
+DATA=$ROOT/data            # writable by benchuser
+LOCAL=$WORK/local          # client side files
+mkdir -p "$ROOT" "$DATA" "$LOCAL/small" "$WORK/etc" /run/sshd /var/run/vsftpd/empty
+chown root:root "$ROOT"; chmod 755 "$ROOT"; chown "$BUSER:$BUSER" "$DATA"
+usermod -d "$ROOT" "$BUSER"   # vsftpd chdirs to the home directory at login
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "# kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+echo "# preparing files in $WORK (big file ${SIZE_MIB} MiB, ${SMALL_FILES} x 4 KiB)" >&2
+head -c $((SIZE_MIB * 1048576)) /dev/urandom > "$DATA/big.bin"
+cp "$DATA/big.bin" "$LOCAL/big.bin"
+chown "$BUSER:$BUSER" "$DATA/big.bin"
+for i in $(seq 1 "$SMALL_FILES"); do head -c 4096 /dev/urandom > "$LOCAL/small/f$i"; done
+
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/etc/host_ed25519"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -keyout "$WORK/etc/tls.key" -out "$WORK/etc/tls.crt" 2>/dev/null
+chmod 600 "$WORK/etc/tls.key"
+
+# --- OpenSSH sshd -------------------------------------------------------------
+cat > "$WORK/etc/sshd_config" <<CONF
+Port $SSH_PORT_PEER
+ListenAddress 127.0.0.1
+HostKey $WORK/etc/host_ed25519
+PidFile $WORK/sshd.pid
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PubkeyAuthentication no
+PermitRootLogin no
+AllowUsers $BUSER
+Ciphers $CIPHERS
+MaxStartups 100:30:200
+LogLevel ERROR
+Subsystem sftp internal-sftp
+Match User $BUSER
+  ChrootDirectory $ROOT
+  ForceCommand internal-sftp
+  AllowTcpForwarding no
+  X11Forwarding no
+CONF
+/usr/sbin/sshd -t -f "$WORK/etc/sshd_config"
+/usr/sbin/sshd -D -e -f "$WORK/etc/sshd_config" 2>"$WORK/sshd.log" &
+SSHD_PID=$!; PIDS+=("$SSHD_PID")
+
+# --- vsftpd -------------------------------------------------------------------
+cat > "$WORK/etc/vsftpd.conf" <<CONF
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$FTP_PORT_PEER
+background=NO
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+chroot_local_user=YES
+local_root=$ROOT
+allow_writeable_chroot=YES
+userlist_enable=NO
+pam_service_name=vsftpd
+secure_chroot_dir=/var/run/vsftpd/empty
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+pasv_enable=YES
+pasv_address=127.0.0.1
+pasv_min_port=44000
+pasv_max_port=44100
+connect_from_port_20=NO
+xferlog_enable=NO
+vsftpd_log_file=$WORK/vsftpd.log
+ssl_enable=YES
+allow_anon_ssl=NO
+force_local_logins_ssl=NO
+force_local_data_ssl=NO
+require_ssl_reuse=NO
+ssl_tlsv1=NO
+ssl_sslv2=NO
+ssl_sslv3=NO
+ssl_ciphers=HIGH
+rsa_cert_file=$WORK/etc/tls.crt
+rsa_private_key_file=$WORK/etc/tls.key
+CONF
+/usr/sbin/vsftpd "$WORK/etc/vsftpd.conf" 2>"$WORK/vsftpd.err" &
+VSFTPD_PID=$!; PIDS+=("$VSFTPD_PID")
+
+# --- Portcullis ---------------------------------------------------------------
+cat > "$WORK/etc/portcullis.json" <<CONF
+{
+  "sftp": { "address": "127.0.0.1:$SSH_PORT_PC", "hostKeyFiles": ["$WORK/etc/host_ed25519"],
+            "ciphers": ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"] },
+  "ftp":  { "address": "127.0.0.1:$FTP_PORT_PC", "passivePorts": "45000-45100",
+            "requireTLS": false, "requireSessionReuse": false,
+            "tls": { "certFile": "$WORK/etc/tls.crt", "keyFile": "$WORK/etc/tls.key" } },
+  "users": [ { "username": "$BUSER", "password": "$BPASS", "root": "$ROOT",
+               "canRead": true, "canWrite": true } ]
+}
+CONF
+"$REPO/bin/portcullis" serve --config "$WORK/etc/portcullis.json" >"$WORK/portcullis.log" 2>&1 &
+PC_PID=$!; PIDS+=("$PC_PID")
+
+wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "port $1 did not open" >&2; tail -5 "$WORK"/*.log "$WORK"/*.err >&2 || true; return 1; }
+wait_port "$SSH_PORT_PEER"; wait_port "$FTP_PORT_PEER"; wait_port "$SSH_PORT_PC"; wait_port "$FTP_PORT_PC"
+
+# --- measurement --------------------------------------------------------------
+CLK=$(getconf CLK_TCK)
+# CPU seconds of a server: utime+stime of the process plus cutime+cstime of its
+# reaped children (sshd/vsftpd fork per connection), plus live descendants.
+tree_ticks() {
+  local pid=$1 t=0 c
+  [ -r /proc/$pid/stat ] || { echo 0; return; }
+  local s; s=$(sed 's/^.*) //' /proc/$pid/stat)
+  # fields after "comm)": state=1 ... utime=12 stime=13 cutime=14 cstime=15
+  set -- $s; t=$(( ${12} + ${13} + ${14} + ${15} ))
+  for c in $(cat /proc/$pid/task/*/children 2>/dev/null); do t=$(( t + $(tree_ticks "$c") )); done
+  echo "$t"
+}
+wait_no_children() { for _ in $(seq 1 50); do [ -z "$(cat /proc/$1/task/*/children 2>/dev/null)" ] && return 0; sleep 0.05; done; }
+
+SFTP_OPTS=(-o BatchMode=no -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+  -o PreferredAuthentications=password -o PubkeyAuthentication=no -o LogLevel=ERROR)
+sftp_batch() { # port cipher batchfile
+  sshpass -e sftp "${SFTP_OPTS[@]}" -c "$2" -P "$1" -b "$3" "$BUSER@127.0.0.1" >/dev/null
+}
+printf 'get /data/big.bin %s\n' "$WORK/dl.bin" > "$WORK/b_get"
+printf 'put %s /data/up.bin\n' "$LOCAL/big.bin" > "$WORK/b_put"
+printf 'ls /data\n' > "$WORK/b_ls"
+
+# one run of a case against a side: run_case CASE SIDE(portcullis|peer)
+run_case() {
+  local c=$1 side=$2 sp fp
+  if [ "$side" = portcullis ]; then sp=$SSH_PORT_PC; fp=$FTP_PORT_PC; else sp=$SSH_PORT_PEER; fp=$FTP_PORT_PEER; fi
+  local url=ftp://$BUSER:$BPASS@127.0.0.1:$fp/data
+  case $c in
+    sftp_get_aes128gcm) sftp_batch "$sp" aes128-gcm@openssh.com "$WORK/b_get" ;;
+    sftp_put_aes128gcm) sftp_batch "$sp" aes128-gcm@openssh.com "$WORK/b_put" ;;
+    sftp_get_chacha20)  sftp_batch "$sp" chacha20-poly1305@openssh.com "$WORK/b_get" ;;
+    sftp_put_chacha20)  sftp_batch "$sp" chacha20-poly1305@openssh.com "$WORK/b_put" ;;
+    sftp_small_files)
+      printf 'mkdir /data/small\ncd /data/small\nlcd %s\nput *\nls -l\n' "$LOCAL/small" > "$WORK/b_small"
+      sftp_batch "$sp" aes128-gcm@openssh.com "$WORK/b_small" ;;
+    sftp_logins) for _ in $(seq 1 "$LOGINS"); do sftp_batch "$sp" aes128-gcm@openssh.com "$WORK/b_ls"; done ;;
+    ftp_get)  curl -sS --fail -o "$WORK/dl.bin" "$url/big.bin" ;;
+    ftp_put)  curl -sS --fail -T "$LOCAL/big.bin" "$url/up.bin" ;;
+    ftps_get) curl -sS --fail --ssl-reqd -k -o "$WORK/dl.bin" "$url/big.bin" ;;
+    ftps_put) curl -sS --fail --ssl-reqd -k -T "$LOCAL/big.bin" "$url/up.bin" ;;
+    *) echo "unknown case $c" >&2; return 1 ;;
+  esac
+}
+reset_state() { rm -rf "$DATA/small" "$DATA/up.bin" "$WORK/dl.bin"; sync; }
+bytes_of() { case $1 in sftp_small_files) echo $((SMALL_FILES * 4096));; sftp_logins) echo 0;; *) echo $((SIZE_MIB * 1048576));; esac; }
+
+RAW=$WORK/raw.jsonl; : > "$RAW"
+measure() { # case side run_index
+  local c=$1 side=$2 i=$3 pid t0 t1 c0 c1
+  if [ "$side" = portcullis ]; then pid=$PC_PID; else case $c in ftp*) pid=$VSFTPD_PID;; *) pid=$SSHD_PID;; esac; fi
+  reset_state
+  c0=$(tree_ticks "$pid"); t0=$(date +%s.%N)
+  local ok=true
+  run_case "$c" "$side" || { ok=false; echo "# FAILED: $c $side run $i" >&2; }
+  t1=$(date +%s.%N)
+  [ "$side" = portcullis ] || wait_no_children "$pid"
+  c1=$(tree_ticks "$pid")
+  printf '{"case":"%s","side":"%s","run":%d,"wall_s":%s,"cpu_s":%s,"bytes":%d,"ok":%s}\n' \
+    "$c" "$side" "$i" "$(echo "$t1 - $t0" | bc -l | sed 's/^\./0./')" \
+    "$(echo "($c1 - $c0) / $CLK" | bc -l | sed 's/^\./0./;s/^-\./-0./')" "$(bytes_of "$c")" "$ok" >> "$RAW"
+  [ "$i" = 0 ] || tail -1 "$RAW" >&2
+}
+command -v bc >/dev/null || { apt-get install -y --no-install-recommends bc >/dev/null; }
+
+START=$(date +%s)
+for c in $CASES; do
+  echo "# case $c: warm-up" >&2
+  measure "$c" portcullis 0; measure "$c" peer 0
+  for i in $(seq 1 "$RUNS"); do measure "$c" portcullis "$i"; measure "$c" peer "$i"; done
+done
+reset_state
+ELAPSED=$(( $(date +%s) - START ))
+
+# --- machine description and results ----------------------------------------------
+HOST=$(hostname -s 2>/dev/null || hostname)
+OUT=$REPO/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-$HOST.json
+export BENCH_RAW=$RAW BENCH_OUT=$OUT BENCH_SIZE_MIB=$SIZE_MIB BENCH_RUNS=$RUNS BENCH_SMALL_FILES=$SMALL_FILES \
+  BENCH_LOGINS=$LOGINS BENCH_ELAPSED=$ELAPSED \
+  BENCH_NODE=$("$REPO/node_modules/.bin/node" --version 2>/dev/null || node --version) \
+  BENCH_OPENSSH=$(/usr/sbin/sshd -V 2>&1 | head -1) \
+  BENCH_VSFTPD=$(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null || echo unknown) \
+  BENCH_PORTCULLIS=$("$REPO/bin/portcullis" --version 2>/dev/null || echo unknown)
+/usr/bin/python3 "$REPO/bench/summarize.py"
