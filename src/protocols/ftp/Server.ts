@@ -101,6 +101,7 @@ export const make = (options: FtpOptions): Effect.Effect<FtpServer["Service"], L
     const connection = (socket: net.Socket, implicit: boolean, holder: { control?: ControlChannel }) => (session: SessionControl) =>
       Effect.gen(function*() {
         yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+        // Socket errors end the session through its close event; unhandled they would crash the process.
         socket.on("error", () => {})
         const controlTls = implicit && tlsOptions ? tlsOptions() : undefined
         const controlSocket = controlTls ? yield* secure(socket, controlTls) : socket

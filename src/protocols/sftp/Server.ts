@@ -100,6 +100,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
       if (attach) attach(client)
       else client.end()
     })
+    // Per-connection errors surface on each connection below; the shared server has nothing to add.
     ssh.on("error", () => {})
 
     /** One connection, from accept to close. */
@@ -124,6 +125,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
           if (activeChannels === 0) Deferred.doneUnsafe(drained, Effect.void)
         }))))
         const ended = Effect.raceFirst(Deferred.await(closed), Deferred.await(drained))
+        // Socket and protocol errors end the session through the close events; unhandled they would crash the process.
         socket.on("error", () => {})
         ssh.injectSocket(socket)
 
