@@ -221,7 +221,7 @@ measure() { # case side run_index
     "$(echo "($c1 - $c0) / $CLK" | bc -l | sed 's/^\./0./;s/^-\./-0./')" "$(bytes_of "$c")" "$ok" >> "$RAW"
   [ "$i" = 0 ] || tail -1 "$RAW" >&2
 }
-command -v bc >/dev/null || { apt-get install -y --no-install-recommends bc >/dev/null; }
+command -v bc >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bc >/dev/null; }
 
 START=$(date +%s)
 for c in $CASES; do
