@@ -12,7 +12,7 @@
  * import { Server } from "portcullis/promise"
  * const server = new Server({ sftp: { address: "127.0.0.1:0" }, users: [...] })
  * const { sftp } = await server.listen()
- * for await (const upload of server.completedUploads()) console.log(upload.fullPath)
+ * for await (const upload of server.completedUploads()) await pickUp(upload.fullPath)
  * ```
  */
 import { Data, Duration, Effect, type Layer, ManagedRuntime, Stream } from "effect"

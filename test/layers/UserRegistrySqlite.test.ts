@@ -492,7 +492,18 @@ describe("UserRegistry (SQLite): the file", () => {
         db.exec("COMMIT")
         db.close()`
       const child = yield* Effect.forkChild(run(process.execPath, ["-e", script, file, locked, root, argon2Vector.hash], { timeoutMs: 20_000 }))
-      yield* Effect.sleep("10 millis").pipe(Effect.repeat({ until: () => fs.existsSync(locked) }))
+      // Wait for the child's signal file: an fs.watch event, not a polling loop.
+      yield* Effect.callback<void>((resume) => {
+        const watcher = fs.watch(path.dirname(locked), () => {
+          if (!fs.existsSync(locked)) return
+          watcher.close()
+          resume(Effect.void)
+        })
+        if (fs.existsSync(locked)) {
+          watcher.close()
+          resume(Effect.void)
+        }
+      })
       yield* r.addUser({ username: "fromserver", root, canRead: true, canWrite: true, password: "pw" })
       const result = yield* Fiber.join(child)
       assert.strictEqual(result.code, 0, result.stderr)

@@ -126,7 +126,7 @@ export const parsePort = (argument: string): ActiveTarget | undefined => {
 
 /**
  * Parses the argument of EPRT, "|1|132.235.1.2|6275|" or "|2|::1|6275|"
- * (RFC 2428 §2): any delimiter in ASCII 33-126, address family 1 (IPv4, dotted
+ * (RFC 2428 §2): a delimiter from ASCII 33-126, address family 1 (IPv4, dotted
  * quad without leading zeros) or 2 (IPv6, no zone), port 1-65535, nothing
  * trailing. Undefined when malformed.
  * @category constructors
@@ -350,7 +350,7 @@ export interface DataChannelOptions {
  * @category models
  */
 export interface PassiveOptions extends DataChannelOptions {
-  /** The listener's port range. Absent: any port the OS picks (port 0). */
+  /** The listener's port range. Absent: the port the OS picks (port 0). */
   readonly ports?: PassivePortPool | undefined
   /** Address to bind. Default: the control connection's local address. */
   readonly bindHost?: string | undefined

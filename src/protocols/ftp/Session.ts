@@ -567,7 +567,7 @@ export const serve = (
           else if (!duringTransfer.has(verb)) return yield* fail(verb, refuse("TransferInProgress"))
         }
         if (!loggedIn() && !beforeLogin.has(verb)) return yield* fail(verb, refuse("NotLoggedIn"))
-        // RNTO must come right after RNFR: any other command forgets the pending rename.
+        // RNTO must come right after RNFR: every other command forgets the pending rename.
         if (verb !== "RNTO") state.renameFrom = undefined
         yield* handler(argument, verb).pipe(
           Effect.catch((error: Failure) => (error._tag === "FtpRefusal" && error.reason === "Quit" ? Effect.fail(error) : fail(verb, error)))
