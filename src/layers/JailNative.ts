@@ -134,9 +134,9 @@ const openFlags = (binding: JailBinding, mode: OpenMode): number => {
   return flags
 }
 
-const readAt = (fd: number, offset: number, length: number) =>
+const readAt = (fd: number, offset: number, length: number, into?: Uint8Array) =>
   new Promise<Uint8Array>((resolve, reject) => {
-    const buffer = Buffer.allocUnsafe(length)
+    const buffer = into && into.length >= length ? into : Buffer.allocUnsafe(length)
     fs.read(fd, buffer, 0, length, offset, (error, bytesRead) => {
       if (error) reject(error)
       else resolve(bytesRead === length ? buffer : buffer.subarray(0, bytesRead))
@@ -195,7 +195,7 @@ const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath): Fi
   const stat = live("stat", () => binding.fstat(fd)).pipe(Effect.map((s) => toFileStat(binding, s)))
   return {
     path,
-    read: (offset, length) => live("read", () => readAt(fd, offset, length)),
+    read: (offset, length, into) => live("read", () => readAt(fd, offset, length, into)),
     write: (offset, data) => live("write", () => writeAllAt(fd, offset, data)),
     stat,
     setAttributes: (attributes) =>

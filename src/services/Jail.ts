@@ -193,8 +193,13 @@ export interface OpenMode {
  */
 export interface FileHandle {
   readonly path: VirtualPath
-  /** Reads up to `length` bytes at `offset`; an empty result means end of file. */
-  read(offset: number, length: number): Effect.Effect<Uint8Array, JailError>
+  /**
+   * Reads up to `length` bytes at `offset`; an empty result means end of file.
+   * With `into` (at least `length` bytes) the bytes land there and the result is
+   * a view of it, so a transfer can cycle through two buffers instead of
+   * allocating one per chunk.
+   */
+  read(offset: number, length: number, into?: Uint8Array): Effect.Effect<Uint8Array, JailError>
   /** Writes all of `data` at `offset` (at the end when opened with `append`). */
   write(offset: number, data: Uint8Array): Effect.Effect<void, JailError>
   readonly stat: Effect.Effect<FileStat, JailError>

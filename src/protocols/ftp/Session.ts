@@ -255,7 +255,7 @@ export const serve = (
           Effect.gen(function*() {
             const size = (yield* file.stat).size
             if (offset > size) return yield* Effect.fail(refuse("RestBeyondEnd"))
-            yield* DataChannel.sendFile(socket, (at, length) => touchAfter(file.read(at, length)), offset)
+            yield* DataChannel.sendFile(socket, (at, length, into) => touchAfter(file.read(at, length, into)), offset)
           })).pipe(Effect.ensuring(Effect.ignore(file.close)))
       })
 

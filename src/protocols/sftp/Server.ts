@@ -127,6 +127,12 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         const ended = Effect.raceFirst(Deferred.await(closed), Deferred.await(drained))
         // Socket and protocol errors end the session through the close events; unhandled they would crash the process.
         socket.on("error", () => {})
+        // Whatever ssh2 writes while it handles incoming bytes (window adjusts release
+        // queued data one 32 KiB packet at a time) leaves in one writev per tick.
+        socket.prependListener("data", () => {
+          socket.cork()
+          process.nextTick(() => socket.uncork())
+        })
         ssh.injectSocket(socket)
 
         const client = yield* Effect.raceFirst(Deferred.await(attached), ended.pipe(Effect.andThen(Effect.interrupt)))
@@ -197,7 +203,8 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
                   control,
                   clientIp,
                   tempExtensions: options.tempExtensions,
-                  limits: options.limits ?? {}
+                  limits: options.limits ?? {},
+                  transport: socket
                 })
               ),
               Effect.provideService(Events, events),
