@@ -3,7 +3,9 @@
 # vsftpd, on loopback, same files, same user, same ciphers, alternating runs.
 # Usage: bash bench/run.sh        (as root: it installs packages and adds a user)
 # Env: BENCH_SIZE_MIB (256), BENCH_RUNS (5), BENCH_SMALL_FILES (2000),
-#      BENCH_LOGINS (50), BENCH_CASES (space-separated subset of case names).
+#      BENCH_LOGINS (50), BENCH_CONCURRENT (50), BENCH_CONCURRENT_MIB (20),
+#      BENCH_IDLE_SESSIONS (1000; 0 skips the memory measure),
+#      BENCH_CASES (space-separated subset of case names).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +13,10 @@ SIZE_MIB=${BENCH_SIZE_MIB:-256}
 RUNS=${BENCH_RUNS:-5}
 SMALL_FILES=${BENCH_SMALL_FILES:-2000}
 LOGINS=${BENCH_LOGINS:-50}
-CASES=${BENCH_CASES:-"sftp_get_aes128gcm sftp_put_aes128gcm sftp_get_chacha20 sftp_put_chacha20 sftp_small_files sftp_logins ftp_get ftp_put ftps_get ftps_put"}
+CONCURRENT=${BENCH_CONCURRENT:-50}
+CONCURRENT_MIB=${BENCH_CONCURRENT_MIB:-20}
+IDLE_SESSIONS=${BENCH_IDLE_SESSIONS:-1000}
+CASES=${BENCH_CASES:-"sftp_get_aes128gcm sftp_put_aes128gcm sftp_get_chacha20 sftp_put_chacha20 sftp_small_files sftp_logins sftp_concurrent_downloads ftp_get ftp_put ftps_get ftps_put"}
 BUSER=benchuser
 BPASS=${BENCH_PASSWORD:-Bench-pw-$RANDOM$RANDOM}
 SSH_PORT_PEER=${BENCH_SSHD_PORT:-42022}
@@ -62,7 +67,8 @@ trap cleanup EXIT
 echo "# preparing files in $WORK (big file ${SIZE_MIB} MiB, ${SMALL_FILES} x 4 KiB)" >&2
 head -c $((SIZE_MIB * 1048576)) /dev/urandom > "$DATA/big.bin"
 cp "$DATA/big.bin" "$LOCAL/big.bin"
-chown "$BUSER:$BUSER" "$DATA/big.bin"
+head -c $((CONCURRENT_MIB * 1048576)) /dev/urandom > "$DATA/c.bin"
+chown "$BUSER:$BUSER" "$DATA/big.bin" "$DATA/c.bin"
 for i in $(seq 1 "$SMALL_FILES"); do head -c 4096 /dev/urandom > "$LOCAL/small/f$i"; done
 
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/etc/host_ed25519"
@@ -187,6 +193,14 @@ run_case() {
       printf 'mkdir /data/small\ncd /data/small\nlcd %s\nput *\nls -l\n' "$LOCAL/small" > "$WORK/b_small"
       sftp_batch "$sp" aes128-gcm@openssh.com "$WORK/b_small" ;;
     sftp_logins) for _ in $(seq 1 "$LOGINS"); do sftp_batch "$sp" aes128-gcm@openssh.com "$WORK/b_ls"; done ;;
+    sftp_concurrent_downloads) # CONCURRENT sessions at once, each downloading the CONCURRENT_MIB file
+      local pids=() k rc=0
+      for k in $(seq 1 "$CONCURRENT"); do
+        printf 'get /data/c.bin %s\n' "$WORK/dl-c$k.bin" > "$WORK/b_c$k"
+        sftp_batch "$sp" aes128-gcm@openssh.com "$WORK/b_c$k" & pids+=($!)
+      done
+      for k in "${pids[@]}"; do wait "$k" || rc=1; done
+      return $rc ;;
     ftp_get)  curl -sS --fail -o "$WORK/dl.bin" "$url/big.bin" ;;
     ftp_put)  curl -sS --fail -T "$LOCAL/big.bin" "$url/up.bin" ;;
     ftps_get) curl -sS --fail --ssl-reqd -k -o "$WORK/dl.bin" "$url/big.bin" ;;
@@ -194,8 +208,9 @@ run_case() {
     *) echo "unknown case $c" >&2; return 1 ;;
   esac
 }
-reset_state() { rm -rf "$DATA/small" "$DATA/up.bin" "$WORK/dl.bin"; sync; }
-bytes_of() { case $1 in sftp_small_files) echo $((SMALL_FILES * 4096));; sftp_logins) echo 0;; *) echo $((SIZE_MIB * 1048576));; esac; }
+reset_state() { rm -rf "$DATA/small" "$DATA/up.bin" "$WORK"/dl*.bin; sync; }
+bytes_of() { case $1 in sftp_small_files) echo $((SMALL_FILES * 4096));; sftp_logins) echo 0;;
+  sftp_concurrent_downloads) echo $((CONCURRENT * CONCURRENT_MIB * 1048576));; *) echo $((SIZE_MIB * 1048576));; esac; }
 
 RAW=$WORK/raw.jsonl; : > "$RAW"
 measure() { # case side run_index
@@ -216,6 +231,39 @@ measure() { # case side run_index
 }
 command -v bc >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bc >/dev/null; }
 
+# --- memory per idle authenticated SFTP session -----------------------------------
+# Measured first, on servers that have served one login each and no transfer yet:
+# after the transfer cases Node's heap and malloc arenas keep what the
+# transfers used, and the baseline would be meaningless.
+# Proportional set size (shared pages split between the processes sharing them)
+# of the server and all its descendants: Portcullis is one process, sshd forks
+# two per connection.
+tree_pss_kib() {
+  local pid=$1 t=0 c
+  t=$(awk '/^Pss:/ {print $2}' /proc/$pid/smaps_rollup 2>/dev/null || echo 0)
+  for c in $(cat /proc/$pid/task/*/children 2>/dev/null); do t=$(( t + $(tree_pss_kib "$c") )); done
+  echo "$t"
+}
+MEM=$WORK/memory.jsonl; : > "$MEM"
+if [ "$IDLE_SESSIONS" -gt 0 ]; then
+  sftp_batch "$SSH_PORT_PC" aes128-gcm@openssh.com "$WORK/b_ls"; sftp_batch "$SSH_PORT_PEER" aes128-gcm@openssh.com "$WORK/b_ls"
+  for side in portcullis peer; do
+    if [ "$side" = portcullis ]; then pid=$PC_PID; port=$SSH_PORT_PC; else pid=$SSHD_PID; port=$SSH_PORT_PEER; fi
+    echo "# memory: $IDLE_SESSIONS idle SFTP sessions on $side" >&2
+    before=$(tree_pss_kib "$pid")
+    mkfifo "$WORK/hold"
+    "$REPO/node_modules/.bin/node" "$REPO/bench/idle-sessions.mjs" "$port" "$BUSER" "$IDLE_SESSIONS" 8 < "$WORK/hold" > "$WORK/idle.out" &
+    holder=$!
+    exec 9>"$WORK/hold"
+    for _ in $(seq 1 1200); do grep -q ready "$WORK/idle.out" 2>/dev/null && break; sleep 0.5; done
+    sleep 2
+    after=$(tree_pss_kib "$pid")
+    read -r _ up _ down < "$WORK/idle.out" || { up=0; down=$IDLE_SESSIONS; }
+    exec 9>&-; wait "$holder" || true; rm -f "$WORK/hold"
+    [ "$side" = portcullis ] || wait_no_children "$pid"
+    printf '{"side":"%s","sessions":%d,"failed":%d,"pss_before_kib":%d,"pss_after_kib":%d}\n' "$side" "$up" "$down" "$before" "$after" | tee -a "$MEM" >&2
+  done
+fi
 START=$(date +%s)
 for c in $CASES; do
   echo "# case $c: warm-up" >&2
@@ -223,13 +271,14 @@ for c in $CASES; do
   for i in $(seq 1 "$RUNS"); do measure "$c" portcullis "$i"; measure "$c" peer "$i"; done
 done
 reset_state
+
 ELAPSED=$(( $(date +%s) - START ))
 
 # --- machine description and results ----------------------------------------------
 HOST=$(hostname -s 2>/dev/null || hostname)
 OUT=$REPO/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-$HOST.json
-export BENCH_RAW=$RAW BENCH_OUT=$OUT BENCH_SIZE_MIB=$SIZE_MIB BENCH_RUNS=$RUNS BENCH_SMALL_FILES=$SMALL_FILES \
-  BENCH_LOGINS=$LOGINS BENCH_ELAPSED=$ELAPSED \
+export BENCH_RAW=$RAW BENCH_MEMORY=$MEM BENCH_OUT=$OUT BENCH_SIZE_MIB=$SIZE_MIB BENCH_RUNS=$RUNS BENCH_SMALL_FILES=$SMALL_FILES \
+  BENCH_LOGINS=$LOGINS BENCH_CONCURRENT=$CONCURRENT BENCH_CONCURRENT_MIB=$CONCURRENT_MIB BENCH_ELAPSED=$ELAPSED \
   BENCH_NODE=$("$REPO/node_modules/.bin/node" --version 2>/dev/null || node --version) \
   BENCH_OPENSSH=$(/usr/sbin/sshd -V 2>&1 | head -1) \
   BENCH_VSFTPD=$(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null || echo unknown) \

@@ -30,7 +30,12 @@ machine = {
     "portcullis": os.environ.get("BENCH_PORTCULLIS"),
 }
 params = {k: int(os.environ[v]) for k, v in [("size_mib", "BENCH_SIZE_MIB"), ("runs", "BENCH_RUNS"),
-          ("small_files", "BENCH_SMALL_FILES"), ("logins", "BENCH_LOGINS"), ("elapsed_s", "BENCH_ELAPSED")]}
+          ("small_files", "BENCH_SMALL_FILES"), ("logins", "BENCH_LOGINS"), ("concurrent", "BENCH_CONCURRENT"),
+          ("concurrent_mib", "BENCH_CONCURRENT_MIB"), ("elapsed_s", "BENCH_ELAPSED")]}
+mem_path = os.environ.get("BENCH_MEMORY")
+memory = [json.loads(l) for l in open(mem_path) if l.strip()] if mem_path and os.path.exists(mem_path) else []
+for m in memory:
+    m["kib_per_session"] = (m["pss_after_kib"] - m["pss_before_kib"]) / m["sessions"] if m["sessions"] else None
 
 PEER = {"ftp": "vsftpd"}
 cases, summary = [], []
@@ -65,7 +70,8 @@ for c in cases:
 
 os.makedirs(os.path.dirname(out_path), exist_ok=True)
 with open(out_path, "w") as f:
-    json.dump({"machine": machine, "params": params, "summary": summary, "runs": runs, "failed_runs": failed}, f, indent=1)
+    json.dump({"machine": machine, "params": params, "summary": summary, "memory": memory, "runs": runs,
+               "failed_runs": failed}, f, indent=1)
     f.write("\n")
 
 def fmt(x, d=2):
@@ -83,3 +89,11 @@ for r in summary:
     print(f"| {r['case']} | {r['peer_name']} | {fmt(p['wall_s'])} | {fmt(q['wall_s'])} | {fmt(p.get('mib_s'), 1)} | "
           f"{fmt(q.get('mib_s'), 1)} | {fmt(r['speed_ratio'])} | {fmt(p['cpu_s'])} | {fmt(q['cpu_s'])} | "
           f"{fmt(p.get('cpu_s_per_gib'))} | {fmt(q.get('cpu_s_per_gib'))} |")
+
+if memory:
+    print("\n| idle SFTP sessions | server | sessions up | failed | PSS before MiB | PSS after MiB | KiB per session |")
+    print("|---|---|---|---|---|---|---|")
+    for m in memory:
+        name = "Portcullis" if m["side"] == "portcullis" else "OpenSSH sshd"
+        print(f"| memory | {name} | {m['sessions']} | {m['failed']} | {m['pss_before_kib'] / 1024:.1f} | "
+              f"{m['pss_after_kib'] / 1024:.1f} | {fmt(m['kib_per_session'], 1)} |")
