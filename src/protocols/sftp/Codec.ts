@@ -882,10 +882,25 @@ export const encodeData = (id: number, data: Uint8Array): Buffer => {
  * @category constructors
  */
 export const encodeDataHeader = (id: number, length: number): Buffer => {
-  const buf = Buffer.allocUnsafe(13)
+  const buf = Buffer.allocUnsafe(dataHeaderLength)
+  writeDataHeader(buf, id, length)
+  return buf
+}
+
+/**
+ * Length of the header `encodeDataHeader` makes.
+ * @category models
+ */
+export const dataHeaderLength = 13
+
+/**
+ * Writes the DATA header for `length` bytes into the first `dataHeaderLength` bytes of
+ * `buf`, for a reply whose data was read into `buf` right behind it.
+ * @category constructors
+ */
+export const writeDataHeader = (buf: Buffer, id: number, length: number): void => {
   putHeader(buf, 9 + length, SftpPacket.Data, id)
   buf.writeUInt32BE(length, 9)
-  return buf
 }
 
 /**

@@ -225,8 +225,18 @@ const handlers: { readonly [T in Handled["_tag"]]: Handler<Extract<Handled, { re
   Read: (ctx, request) =>
     Effect.gen(function*() {
       const entry = yield* file(ctx, request.handle)
-      const data = yield* entry.file.read(request.offset, Math.min(request.length, ctx.limits.maxReadLength))
+      const length = Math.min(request.length, ctx.limits.maxReadLength)
+      // The bytes are read straight behind the DATA header, so the reply is one
+      // buffer and ssh2 cuts it into full SSH packets, instead of sending the
+      // 13-byte header as a packet of its own (one in nine packets, each with
+      // its padding, MAC and system call).
+      const packet = Buffer.allocUnsafe(Codec.dataHeaderLength + length)
+      const data = yield* entry.file.read(request.offset, length, packet.subarray(Codec.dataHeaderLength))
       if (data.length === 0) return [Codec.encodeStatus(request.id, SftpStatus.Eof, "End of file")]
+      if (data.buffer === packet.buffer && data.byteOffset === packet.byteOffset + Codec.dataHeaderLength) {
+        Codec.writeDataHeader(packet, request.id, data.length)
+        return [packet.subarray(0, Codec.dataHeaderLength + data.length)]
+      }
       return [Codec.encodeDataHeader(request.id, data.length), data]
     }),
   Write: (ctx, request) =>
