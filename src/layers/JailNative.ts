@@ -63,7 +63,8 @@ const reasonByCode: Readonly<Record<string, JailErrorReason>> = {
   EXDEV: { _tag: "Unsupported" },
   EOPNOTSUPP: { _tag: "Unsupported" },
   ENOSPC: { _tag: "NoSpace" },
-  EDQUOT: { _tag: "NoSpace" }
+  EDQUOT: { _tag: "QuotaExceeded" },
+  EFBIG: { _tag: "QuotaExceeded" }
 }
 
 const codeOf = (cause: unknown): string => {
@@ -78,6 +79,14 @@ const toJailError = (op: JailOp, path: string) => (cause: unknown): JailError =>
   const code = codeOf(cause)
   return new JailError({ op, path, reason: reasonByCode[code] ?? { _tag: "Io", code } })
 }
+
+/**
+ * The JailError this layer raises when `op` on `path` fails with errno `code`
+ * ("ENOSPC", "EIO"), through the one errno table. Fault-injection tests fail
+ * with it exactly as the OS failure would.
+ * @category testing
+ */
+export const errorFromErrno = (op: JailOp, path: string, code: string): JailError => toJailError(op, path)({ code })
 
 /** Runs one syscall promise to completion, even if the caller is interrupted meanwhile. */
 const syscall = <A>(op: JailOp, path: string, run: () => Promise<A>): Effect.Effect<A, JailError> =>

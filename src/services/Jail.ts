@@ -33,8 +33,10 @@ export type JailErrorReason =
   | { readonly _tag: "InvalidPath" }
   /** Not supported here: a special file (FIFO, device), a cross-device rename. */
   | { readonly _tag: "Unsupported" }
-  /** The disk is full or a quota is exceeded. */
+  /** The file system is full (ENOSPC). */
   | { readonly _tag: "NoSpace" }
+  /** A disk quota or the largest file size allowed is exceeded (EDQUOT, EFBIG). */
+  | { readonly _tag: "QuotaExceeded" }
   /** Anything else; `code` is the errno name, for logs only. */
   | { readonly _tag: "Io"; readonly code: string }
 
@@ -53,6 +55,7 @@ export const jailErrorReasonTags = [
   "InvalidPath",
   "Unsupported",
   "NoSpace",
+  "QuotaExceeded",
   "Io"
 ] as const satisfies ReadonlyArray<JailErrorReason["_tag"]>
 

@@ -125,6 +125,10 @@ describe("replyFor", () => {
     for (const verb of ["STOR", "APPE", "STOU", "MKD"]) assert.strictEqual(codeOf(jail("NoSpace"), verb), 452, verb)
   })
 
+  it("answers QuotaExceeded (EDQUOT, EFBIG) with 552", () => {
+    for (const verb of ["STOR", "APPE", "STOU", "MKD"]) assert.strictEqual(codeOf(jail("QuotaExceeded"), verb), 552, verb)
+  })
+
   it("answers AlreadyExists with 550 for MKD and 553 for uploads and RNTO", () => {
     assert.strictEqual(codeOf(jail("AlreadyExists"), "MKD"), 550)
     assert.strictEqual(codeOf(jail("AlreadyExists"), "XMKD"), 550)

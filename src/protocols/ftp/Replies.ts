@@ -255,8 +255,11 @@ const byJailReason = {
     byVerb: forVerbs(naming, reply(FtpReply.FileNameNotAllowed, nameNotAllowed))
   },
   Unsupported: { reply: reply(FtpReply.FileUnavailable, "Operation not supported on this file") },
-  // 452 is "insufficient storage space in system"; 552 is reserved for a per-user quota.
+  // RFC 959: 452 is "insufficient storage space in system" (a full file system, may
+  // clear up), 552 "exceeded storage allocation" (this user's quota or a file size
+  // limit); ProFTPD answers ENOSPC and EDQUOT/EFBIG the same way.
   NoSpace: { reply: reply(FtpReply.InsufficientStorage, "Insufficient storage space") },
+  QuotaExceeded: { reply: reply(FtpReply.ExceededStorage, "Exceeded storage allocation") },
   Io: { reply: localError }
 } as const satisfies Record<JailErrorReason["_tag"], Rule>
 

@@ -46,6 +46,7 @@ const byJailReason = {
   InvalidPath: { code: SftpStatus.Failure, message: "Invalid file name" },
   Unsupported: { code: SftpStatus.OpUnsupported, message: "Operation not supported on this file" },
   NoSpace: { code: SftpStatus.Failure, message: "No space left on device" },
+  QuotaExceeded: { code: SftpStatus.Failure, message: "Storage allocation exceeded" },
   Io: { code: SftpStatus.Failure, message: "Failure" }
 } as const satisfies Record<JailErrorReason["_tag"], Status>
 
