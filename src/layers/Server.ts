@@ -188,11 +188,21 @@ const serverService = Layer.effect(
  * The whole server for `config` (decode it with `decodeConfig` first).
  * @category layers
  */
-export const layer = (config: ServerConfig): Layer.Layer<ServerServices, ServerError> => {
+export const layer = (config: ServerConfig): Layer.Layer<ServerServices, ServerError> => layerWithJail(config, JailNative.layer())
+
+/**
+ * `layer` on another Jail layer: fault-injection tests pass the real one wrapped
+ * (test/utils/FaultyJail.ts), so every byte still goes through openat2.
+ * @category testing
+ */
+export const layerWithJail = (
+  config: ServerConfig,
+  jail: Layer.Layer<Jail, JailUnavailable>
+): Layer.Layer<ServerServices, ServerError> => {
   const core = Layer.mergeAll(
     SessionsFiberSet.layer({ idleTimeout: durationOf(config.idleTimeout) }),
     EventsHub.layer(),
-    JailNative.layer(),
+    jail,
     PasswordHash.layer
   )
   const users: Layer.Layer<UserRegistry, UserError | UserRegistrySqlite.UserStoreError, Sessions | PasswordHasher> = "sqlite" in config.users

@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { decodeConfig, type ServerConfigInput } from "../../src/config/Config.js"
 import * as ServerLayer from "../../src/layers/Server.js"
+import type { Jail, JailUnavailable } from "../../src/services/Jail.js"
 import { Server } from "../../src/services/Server.js"
 import { tempDir } from "./TempDir.js"
 import { generateSshKeyPair } from "../../src/layers/SshKeys.js"
@@ -27,6 +28,8 @@ export interface TestServerOptions {
   readonly sftp?: NonNullable<ServerConfigInput["sftp"]>
   /** Turns FTP on (127.0.0.1:0, a self-signed certificate, implicit FTPS too); fields override. */
   readonly ftp?: Partial<NonNullable<ServerConfigInput["ftp"]>>
+  /** Another Jail layer than the native one (test/utils/FaultyJail.ts wraps it to inject faults). */
+  readonly jail?: Layer.Layer<Jail, JailUnavailable>
 }
 
 /** A self-signed P-256 certificate for localhost, made with openssl at test time. */
@@ -75,7 +78,8 @@ export const testServer = (options: TestServerOptions = {}) =>
         ...(u.authorizedKeys ? { authorizedKeys: u.authorizedKeys } : {})
       }))
     }).pipe(Effect.orDie)
-    const context = yield* Layer.build(ServerLayer.layer(config)).pipe(Effect.orDie)
+    const serverLayer = options.jail ? ServerLayer.layerWithJail(config, options.jail) : ServerLayer.layer(config)
+    const context = yield* Layer.build(serverLayer).pipe(Effect.orDie)
     const addresses = Context.get(context, Server).addresses
     return {
       port: addresses.sftp!.port,
