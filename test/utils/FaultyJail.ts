@@ -253,3 +253,13 @@ export const afterRead = <E>(n: number, action: Effect.Effect<void, E>, only?: P
       ? real.pipe(Effect.tap(() => action.pipe(Effect.orDie, Effect.andThen(tools.fired))))
       : real
 })
+
+/** Not a fault: every write on a matching file really happens, then counts as fired (to wait for progress). */
+export const writesObserved = (only?: PathFilter): Faults => ({
+  write: (file, offset, data, real, tools) => (matches(only, file.path) ? real(offset, data).pipe(Effect.andThen(tools.fired)) : real(offset, data))
+})
+
+/** Not a fault: every read on a matching file really happens, then counts as fired (to wait for progress). */
+export const readsObserved = (only?: PathFilter): Faults => ({
+  read: (file, _offset, _length, real, tools) => (matches(only, file.path) ? real.pipe(Effect.tap(() => tools.fired)) : real)
+})
