@@ -9,7 +9,8 @@
  * Authentication goes through UserRegistry only. A public key is accepted only
  * once its signature verified here: a "query" (no signature) is answered with
  * "this key would do" and never authorises anything (the CVE-2024-45337 class).
- * At most `maxAuthAttempts` rejected attempts per connection, then it is closed.
+ * At most `maxAuthAttempts` rejected attempts per connection, then it is closed,
+ * and at most `maxSessionsPerConnection` session channels open at once.
  * Only the "sftp" subsystem is served: shell, exec, pty, env, X11, agent and
  * port forwarding requests have no handler, and ssh2 refuses them.
  */
@@ -45,6 +46,12 @@ export interface SftpOptions {
   readonly tempExtensions: ReadonlyArray<string>
   /** Rejected authentication attempts per connection before it is closed. Default 6. */
   readonly maxAuthAttempts?: number
+  /**
+   * Session channels open at once per connection (OpenSSH's MaxSessions). Each
+   * SFTP channel has its own handle table and request budget, so without a cap
+   * one login could multiply them. Default 10.
+   */
+  readonly maxSessionsPerConnection?: number
   readonly limits?: Partial<SftpLimits>
 }
 
@@ -81,6 +88,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
     const events = yield* Events
     const jails = yield* Jail
     const maxAuthAttempts = options.maxAuthAttempts ?? 6
+    const maxSessions = options.maxSessionsPerConnection ?? 10
     const keyAlgorithms = effective("publicKeyAlgorithms", options.algorithms.publicKeyAlgorithms)
 
     const ssh = new ssh2.Server({
@@ -188,11 +196,18 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
           if (accepted) Deferred.doneUnsafe(loggedIn, Effect.succeed(accepted))
           else client.end()
         })
-        client.on("session", (acceptSession) => {
+        let openSessions = 0
+        client.on("session", (acceptSession, rejectSession) => {
+          if (openSessions >= maxSessions) return rejectSession()
+          openSessions++
           const sshSession = acceptSession()
+          sshSession.once("close", () => void openSessions--)
           sshSession.on("subsystem", (acceptSubsystem, rejectSubsystem, info) => {
-            if (info.name !== "sftp") return rejectSubsystem()
-            const channel = acceptSubsystem()
+            // ssh2 passes no reject function when the request wants no reply (an exception here would end the connection).
+            if (info.name !== "sftp") return rejectSubsystem?.()
+            const channel: ssh2.ServerChannel | undefined = acceptSubsystem()
+            // undefined when this session already runs a subsystem: the second request is ignored.
+            if (channel === undefined) return
             activeChannels++
             run(Deferred.await(jailReady).pipe(
               Effect.flatMap(({ jail, principal }) =>
