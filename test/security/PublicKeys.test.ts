@@ -53,7 +53,7 @@ const authenticate = (port: number, username: string, methods: ReadonlyArray<Met
   )
 
 describe("E.publickey (checklist E2: query versus signed public-key authentication)", () => {
-  it.effect("E.publickey: a listed key that was only queried (PK_OK) authorises nothing: a forged signature, another key's signature, \"none\" a wrong password, or switching to another user's password never log in as its user", () =>
+  it.effect("E.publickey: a listed key that was only queried (PK_OK) authorises nothing: a forged signature, another key's signature, \"none\", a wrong password, or switching to another user's password never log in as its user", () =>
     Effect.gen(function*() {
       const listed = generateSshKeyPair("ed25519")
       const other = generateSshKeyPair("ed25519")
