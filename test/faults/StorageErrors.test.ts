@@ -235,6 +235,71 @@ describe("storage failures in the middle of an upload", () => {
     }))
 })
 
+describe("storage failing in the middle of a download", () => {
+  it.live("EIO from the third read on: FTP sends what it read, then 451 (curl exits 18); SFTP READ gets FAILURE (OpenSSH get exits 1); no fd left", () =>
+    Effect.gen(function*() {
+      const jail = FaultyJail.make()
+      const server = yield* faultyServer(jail)
+      const root = server.roots["alice"]!
+      const local = yield* tempDir()
+      const content = crypto.randomBytes(8 * MiB)
+      fs.writeFileSync(path.join(root, "failing.bin"), content)
+      yield* jail.arm(FaultyJail.readsFailFrom(3, "EIO", "/failing.bin"))
+      const before = openFds()
+
+      // FTP reads 1 MiB chunks: two arrive, then the data connection ends and the control says 451.
+      const raw = yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* ftpConnect(server.ftpPort)
+        yield* client.login("alice")
+        const got = yield* ftpRetrieve(client, "failing.bin")
+        yield* client.expect("NOOP", 200)
+        yield* client.expect("QUIT", 221)
+        yield* client.closed
+        return got
+      }))
+      assert.deepStrictEqual([raw.reply.code, raw.reply.text], [451, "451 Requested action aborted: local error in processing"])
+      assert.isTrue(raw.bytes.equals(content.subarray(0, 2 * MiB)))
+
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { client, sftp } = yield* sftpConnect(server.port, "alice", { password: "alice-password" })
+        const handle = yield* call<Buffer>((cb) => sftp.open("/failing.bin", "r", cb))
+        const buffer = Buffer.alloc(64 * KiB)
+        for (let i = 0; i < 2; i++) yield* call<number>((cb) => sftp.read(handle, buffer, 0, buffer.length, i * buffer.length, (e, n) => cb(e, n)))
+        const failed = yield* Effect.flip(call<number>((cb) => sftp.read(handle, buffer, 0, buffer.length, 0, (e, n) => cb(e, n))))
+        assert.deepStrictEqual([failed.code, failed.message], [SSH_FX_FAILURE, "Failure"])
+        yield* call((cb) => sftp.close(handle, cb))
+        client.end()
+      }))
+
+      const curl = yield* run("curl", ["-sS", "--max-time", "60", "-o", path.join(local, "curl.bin"), `ftp://alice:alice-password@127.0.0.1:${server.ftpPort}/failing.bin`]).pipe(Effect.orDie)
+      assert.strictEqual(curl.code, 18, describeResult(curl))
+      const batch = path.join(local, "batch")
+      fs.writeFileSync(batch, `get /failing.bin ${path.join(local, "openssh.bin")}\n`)
+      const get = yield* run("sshpass", [
+        "-e", "sftp", "-F", "/dev/null", "-P", String(server.port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR", "-o", "BatchMode=no", "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+        "-b", batch, "alice@127.0.0.1"
+      ], { env: { SSHPASS: "alice-password", SSH_AUTH_SOCK: undefined } }).pipe(Effect.orDie)
+      assert.strictEqual(get.code, 1, describeResult(get))
+      assert.include(get.stderr, "read remote \"/failing.bin\" : Failure", describeResult(get))
+
+      yield* sessionsGone(server.context)
+      assert.strictEqual(openFds().size, before.size, `new fds: ${describeNewFds(before, openFds())}`)
+    }))
+})
+
+describe("the errno table (JailNative, the only one)", () => {
+  it("maps the storage errnos to their reasons; the rest is Io with the code kept for logs", () => {
+    const reasonOf = (code: string) => FaultyJail.errnoError("write", "/f", code).reason
+    assert.deepStrictEqual(reasonOf("ENOSPC"), { _tag: "NoSpace" })
+    assert.deepStrictEqual(reasonOf("EDQUOT"), { _tag: "QuotaExceeded" })
+    assert.deepStrictEqual(reasonOf("EFBIG"), { _tag: "QuotaExceeded" })
+    assert.deepStrictEqual(reasonOf("EACCES"), { _tag: "PermissionDenied" })
+    assert.deepStrictEqual(reasonOf("EIO"), { _tag: "Io", code: "EIO" })
+    assert.deepStrictEqual(reasonOf("ESTALE"), { _tag: "Io", code: "ESTALE" })
+  })
+})
+
 describe("permission denied by the OS (not by the access check)", () => {
   it.effect("EACCES on open: SFTP PERMISSION_DENIED, FTP 550, for reads and writes; no file created, no fd left, the session goes on", () =>
     Effect.gen(function*() {

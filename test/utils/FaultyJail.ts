@@ -210,6 +210,14 @@ export const nthWriteFails = (n: number, code: string, only?: PathFilter): Fault
       : real(offset, data)
 })
 
+/** From the `n`-th read call on a file (1-based), every read fails with `code` (a failing device). */
+export const readsFailFrom = (n: number, code: string, only?: PathFilter): Faults => ({
+  read: (file, _offset, _length, real, tools) =>
+    matches(only, file.path) && file.reads >= n
+      ? tools.fired.pipe(Effect.andThen(Effect.fail(errnoError("read", file.path, code))))
+      : real
+})
+
 /** Opening a matching file fails with `code` before anything is created. */
 export const openFails = (code: string, only?: PathFilter): Faults => ({
   openFile: (path, _mode, real, tools) =>
