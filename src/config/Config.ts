@@ -111,6 +111,20 @@ export const UserConfig = Schema.Struct({
   disabled: withDefault(Schema.Boolean, false)
 })
 
+/** A count where 0 means "no limit" (or "off"). */
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * The `bans` section: per-client-IP bans after repeated login failures, SFTP and FTP together.
+ * @category models
+ */
+export const BansConfig = Schema.Struct({
+  /** Rejected credentials within `window` that ban an IP; 0 turns bans off. */
+  maxFailures: withDefault(Count, 10),
+  window: withDefault(DurationString, "1 minute"),
+  duration: withDefault(DurationString, "15 minutes")
+})
+
 /**
  * The whole configuration.
  * @category models
@@ -124,6 +138,11 @@ export const ServerConfig = Schema.Struct({
   shutdownTimeout: withDefault(DurationString, "30 seconds"),
   /** Uploads to names ending so are not announced until renamed to a final name. */
   tempExtensions: withDefault(Schema.Array(Schema.String), [".tmp", ".writing"]),
+  /** Connections not authenticated yet, SFTP and FTP together (OpenSSH MaxStartups); 0: no cap. */
+  maxPreAuthConnections: withDefault(Count, 256),
+  /** The same, per client IP (OpenSSH PerSourceMaxStartups); 0: no cap. */
+  maxPreAuthConnectionsPerIp: withDefault(Count, 32),
+  bans: withDefault(BansConfig, {}),
   /** An inline list, or `{ "sqlite": "path" }` for the persistent store the `user` commands manage. */
   users: withDefault(Schema.Union([Schema.Array(UserConfig), Schema.Struct({ sqlite: Schema.String })]), [])
 })

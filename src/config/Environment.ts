@@ -8,7 +8,7 @@
 
 /**
  * Every supported variable and the config path it sets. Booleans accept
- * "true"/"false"; everything else is taken as a string.
+ * "true"/"false", counts are decimal digits; everything else is taken as a string.
  * @category models
  */
 export const environmentOverrides = {
@@ -25,13 +25,24 @@ export const environmentOverrides = {
   PORTCULLIS_ALLOW_CHOWN: ["allowChown"],
   PORTCULLIS_ALLOW_CHTIMES: ["allowChtimes"],
   PORTCULLIS_IDLE_TIMEOUT: ["idleTimeout"],
-  PORTCULLIS_SHUTDOWN_TIMEOUT: ["shutdownTimeout"]
+  PORTCULLIS_SHUTDOWN_TIMEOUT: ["shutdownTimeout"],
+  PORTCULLIS_MAX_PRE_AUTH_CONNECTIONS: ["maxPreAuthConnections"],
+  PORTCULLIS_MAX_PRE_AUTH_CONNECTIONS_PER_IP: ["maxPreAuthConnectionsPerIp"],
+  PORTCULLIS_BANS_MAX_FAILURES: ["bans", "maxFailures"],
+  PORTCULLIS_BANS_WINDOW: ["bans", "window"],
+  PORTCULLIS_BANS_DURATION: ["bans", "duration"]
 } as const satisfies Record<string, ReadonlyArray<string>>
 
 const booleanFields = new Set(["allowActiveMode", "requireTLS", "requireSessionReuse", "allowChown", "allowChtimes"])
 
-const valueOf = (field: string, raw: string): unknown =>
-  booleanFields.has(field) && (raw === "true" || raw === "false") ? raw === "true" : raw
+const countFields = new Set(["maxPreAuthConnections", "maxPreAuthConnectionsPerIp", "maxFailures"])
+
+// Anything else is left a string, for the schema to report against the field.
+const valueOf = (field: string, raw: string): unknown => {
+  if (booleanFields.has(field) && (raw === "true" || raw === "false")) return raw === "true"
+  if (countFields.has(field) && /^\d{1,9}$/.test(raw)) return Number(raw)
+  return raw
+}
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
