@@ -18,12 +18,14 @@
 import { Data, Duration, Effect, type Layer, ManagedRuntime, Stream } from "effect"
 import { decodeConfig, type ServerConfigInput } from "./config/Config.js"
 import * as ServerLayer from "./layers/Server.js"
+import { type Ban, ConnectionGuard } from "./services/ConnectionGuard.js"
 import { type AuthEvent, Events, type UploadCompleted } from "./services/Events.js"
 import { type Addresses, Server as ServerService } from "./services/Server.js"
 import { Sessions } from "./services/Sessions.js"
 import { type UserChanges, type UserInfo, UserRegistry, type UserSpec } from "./services/UserRegistry.js"
 
 export type { Addresses } from "./services/Server.js"
+export type { Ban } from "./services/ConnectionGuard.js"
 export type { AuthEvent, LoginFailed, LoginSucceeded, Logout, UploadCompleted } from "./services/Events.js"
 export type { UserChanges, UserInfo, UserSpec } from "./services/UserRegistry.js"
 export type { ServerConfigInput } from "./config/Config.js"
@@ -131,6 +133,15 @@ export class Server {
     return this.#users((r) => r.list)
   }
 
+  /** Client IPs banned after repeated login failures (config `bans`), with when each ban ends. */
+  bans(): Promise<ReadonlyArray<Ban>> {
+    return this.#guard((g) => g.bans)
+  }
+  /** Lifts the ban on `clientIp` and forgets its failures; false when it was not banned. */
+  unban(clientIp: string): Promise<boolean> {
+    return this.#guard((g) => g.unban(clientIp))
+  }
+
   /** Completed uploads from the moment iteration starts until the server stops. */
   completedUploads(): AsyncIterable<UploadCompleted> {
     return Stream.toAsyncIterable(this.#events((e) => e.uploads))
@@ -150,6 +161,11 @@ export class Server {
   #users<A, E>(f: (registry: UserRegistry["Service"]) => Effect.Effect<A, E>): Promise<A> {
     const runtime = this.#runtime
     return runtime ? runtime.runPromise(UserRegistry.use(f)) : Promise.reject(new NotListening())
+  }
+
+  #guard<A>(f: (guard: ConnectionGuard["Service"]) => Effect.Effect<A>): Promise<A> {
+    const runtime = this.#runtime
+    return runtime ? runtime.runPromise(ConnectionGuard.use(f)) : Promise.reject(new NotListening())
   }
 
   #events<A>(f: (events: Events["Service"]) => Stream.Stream<A>): Stream.Stream<A> {

@@ -2,7 +2,7 @@
  * `Server.layer(config)`: the whole server from one validated configuration.
  *
  * It builds one instance of each service (Sessions, Events, Jail, PasswordHasher,
- * UserRegistry) and the listeners of the enabled protocols on top of them, and
+ * UserRegistry, ConnectionGuard) and the listeners of the enabled protocols on top of them, and
  * provides all of them, so an Effect application can manage users or subscribe
  * to events next to the running server. The listeners stop and every session is
  * interrupted when the layer's scope closes; use `Server.shutdown` first for a
@@ -21,6 +21,7 @@ import * as FtpServer from "../protocols/ftp/Server.js"
 import * as SftpServer from "../protocols/sftp/Server.js"
 import type { Events } from "../services/Events.js"
 import type { Jail, JailUnavailable } from "../services/Jail.js"
+import type { ConnectionGuard } from "../services/ConnectionGuard.js"
 import { Server } from "../services/Server.js"
 
 export { Server } from "../services/Server.js"
@@ -28,6 +29,7 @@ export type { Addresses } from "../services/Server.js"
 import type { PasswordHasher } from "../services/PasswordHasher.js"
 import { Sessions } from "../services/Sessions.js"
 import { type UserError, UserRegistry, type UserSpec } from "../services/UserRegistry.js"
+import * as ConnectionGuardMemory from "./ConnectionGuardMemory.js"
 import * as EventsHub from "./EventsHub.js"
 import * as JailNative from "./JailNative.js"
 import * as PasswordHash from "./PasswordHash.js"
@@ -47,7 +49,7 @@ export type ServerError = SftpServer.ListenError | ConfigFileError | JailUnavail
  * The services `Server.layer` provides.
  * @category models
  */
-export type ServerServices = Server | Sessions | Events | UserRegistry | Jail
+export type ServerServices = Server | Sessions | Events | UserRegistry | Jail | ConnectionGuard
 
 const readConfigFile = (field: string, file: string) =>
   Effect.tryPromise({
@@ -202,6 +204,11 @@ export const layerWithJail = (
   const core = Layer.mergeAll(
     SessionsFiberSet.layer({ idleTimeout: durationOf(config.idleTimeout) }),
     EventsHub.layer(),
+    ConnectionGuardMemory.layer({
+      maxPreAuthConnections: config.maxPreAuthConnections,
+      maxPreAuthConnectionsPerIp: config.maxPreAuthConnectionsPerIp,
+      bans: { maxFailures: config.bans.maxFailures, window: durationOf(config.bans.window), duration: durationOf(config.bans.duration) }
+    }),
     jail,
     PasswordHash.layer
   )

@@ -66,10 +66,16 @@ const ftpAttempt = (port: number, username: string, password: string) =>
     return { user: user.text, pass: pass.text, after: after.code }
   }))
 
+/**
+ * Each test makes some 30 failed logins from 127.0.0.1 within a minute, on purpose: exactly what a
+ * ban is for (config `bans`, default 10 a minute). Bans are off here; they are tested in Bans.test.ts.
+ */
+const noBans = { config: { bans: { maxFailures: 0 } } }
+
 describe("A.usernames (checklist A4/E3: hostile usernames, no enumeration)", () => {
   it.effect("A.usernames: names with \"/\", \"..\", \"\\\", NUL, CR/LF, controls or over 64 bytes are refused through SFTP exactly like a wrong password, and touch no file", () =>
     Effect.gen(function*() {
-      const w = yield* world()
+      const w = yield* world(noBans)
       const before = digest(w.server.base)
       const wrongPassword = yield* sshAttempt(w.server.port, "alice", "not-her-password")
       const unknownUser = yield* sshAttempt(w.server.port, "nobody", "alice-password")
@@ -90,7 +96,7 @@ describe("A.usernames (checklist A4/E3: hostile usernames, no enumeration)", () 
 
   it.effect("A.usernames: the same names through FTP get the same 331 and 530 as a wrong password (names with controls: the same 501 whoever they imitate), and touch no file", () =>
     Effect.gen(function*() {
-      const w = yield* world()
+      const w = yield* world(noBans)
       const before = digest(w.server.base)
       const wrongPassword = yield* ftpAttempt(w.server.ftpPort, "alice", "not-her-password")
       const unknownUser = yield* ftpAttempt(w.server.ftpPort, "nobody", "alice-password")

@@ -12,6 +12,7 @@
  * reply early and inject a second, forged reply line ("226 ok") into the
  * client's parser.
  */
+import type { RefusalReason } from "../../services/ConnectionGuard.js"
 import type { JailError, JailErrorReason } from "../../services/Jail.js"
 import type { InvalidPath } from "../../services/VirtualPath.js"
 import type { AccessDenied } from "../common/Access.js"
@@ -333,3 +334,18 @@ export const replyFor = (error: FtpError, verb: string): Reply => {
       return pick(byRefusal[error.reason], verb)
   }
 }
+
+const tooManyConnections = reply(FtpReply.ServiceNotAvailable, "Too many connections, try again later")
+
+const byConnectionRefusal = {
+  Banned: reply(FtpReply.ServiceNotAvailable, "Too many failed logins, try again later"),
+  TooManyPreAuth: tooManyConnections,
+  TooManyPreAuthFromIp: tooManyConnections
+} as const satisfies Record<RefusalReason, Reply>
+
+/**
+ * The one line a connection refused at accept (ConnectionGuard) reads before it
+ * is closed: 421, which RFC 959 §4.2 allows in answer to anything, the greeting too.
+ * @category constructors
+ */
+export const replyForRefusedConnection = (reason: RefusalReason): Reply => byConnectionRefusal[reason]

@@ -7,20 +7,26 @@
  * keys): its data connections must resume a TLS session issued on that same
  * control connection, so a session obtained on another control connection, or
  * none, cannot attach to the data port (RFC 4217 §10.2, passive port stealing).
+ *
+ * The ConnectionGuard decides at accept whether a connection is served at all
+ * (caps on unauthenticated connections, bans): a refused one gets one 421 line
+ * and is closed (on the implicit port it is closed before the TLS handshake).
  */
 import { Context, Duration, Effect, FiberSet, Layer, type Scope } from "effect"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import type { Address } from "../../config/Address.js"
+import type { ConnectionGuard, RefusalReason } from "../../services/ConnectionGuard.js"
 import type { Events } from "../../services/Events.js"
 import type { Jail } from "../../services/Jail.js"
 import { type SessionControl, Sessions } from "../../services/Sessions.js"
 import type { UserRegistry } from "../../services/UserRegistry.js"
 import type * as Access from "../common/Access.js"
-import { listen, type ListenError } from "../common/Listener.js"
+import { listen, type ListenError, serveConnection } from "../common/Listener.js"
 import { type ControlChannel, make as makeControlChannel } from "./ControlChannel.js"
 import { makeControlTlsOptions } from "./DataChannel.js"
 import { makePassivePortPool } from "./PassivePorts.js"
+import { formatReply, replyForRefusedConnection } from "./Replies.js"
 import { serve } from "./Session.js"
 
 /**
@@ -57,10 +63,16 @@ export class FtpServer extends Context.Service<FtpServer, {
   reloadTls(pair: { readonly cert: Buffer; readonly key: Buffer }): Effect.Effect<void>
 }>()("portcullis/protocols/ftp/FtpServer") {}
 
-type Services = Sessions | UserRegistry | Events | Jail
+type Services = Sessions | UserRegistry | Events | Jail | ConnectionGuard
 
 /** Longest command line, in bytes (ironport's limit). */
 const maxLineBytes = 4096
+
+/** The 421 line a connection refused at accept reads before the close. */
+const refusedLine = (reason: RefusalReason) => {
+  const { code, text } = replyForRefusedConnection(reason)
+  return formatReply(code, text)
+}
 
 /** Completes the TLS handshake of an implicit-FTPS connection. */
 const secure = (socket: net.Socket, options: tls.TLSSocketOptions) =>
@@ -115,18 +127,18 @@ export const make = (options: FtpOptions): Effect.Effect<FtpServer["Service"], L
       socket.setNoDelay(true)
       const holder: { control?: ControlChannel } = {}
       runSession(
-        sessions.start(
+        serveConnection(
+          socket,
           {
             protocol: "ftp",
             clientIp: (socket.remoteAddress ?? "unknown").replace(/^::ffff:/, ""),
             handshakeTimeout: options.loginTimeout ?? Duration.minutes(1),
             onTimeout: () => (holder.control ? holder.control.sendNow(421, "Timeout: closing control connection") : Effect.void)
           },
-          connection(socket, implicit, holder)
-        ).pipe(
-          Effect.flatMap((started) => (started ? Effect.void : Effect.sync(() => socket.destroy()))),
-          Effect.provide(context)
-        )
+          connection(socket, implicit, holder),
+          // The implicit port speaks TLS from the first byte: no clear-text line there, and no handshake work.
+          (reason) => (implicit ? socket.destroy() : socket.end(refusedLine(reason), () => socket.destroy()))
+        ).pipe(Effect.provide(context))
       )
     }
 

@@ -12,6 +12,7 @@
 import { Cause, Clock, type Duration, Effect, Exit, Fiber, Result, Scope, Stream } from "effect"
 import type * as net from "node:net"
 import type * as tls from "node:tls"
+import { ConnectionGuard } from "../../services/ConnectionGuard.js"
 import { Events, LoginFailed, LoginSucceeded, Logout, UploadCompleted } from "../../services/Events.js"
 import { type DirEntry, Jail, type JailError, type JailHandle, type OpenMode } from "../../services/Jail.js"
 import type { Principal } from "../../services/Principal.js"
@@ -95,6 +96,7 @@ export const serve = (
     const registry = yield* UserRegistry
     const events = yield* Events
     const jails = yield* Jail
+    const guard = yield* ConnectionGuard
     const sessionScope = yield* Effect.scope
     const clientIp = control.remoteAddress.replace(/^::ffff:/, "")
     const state: State = {
@@ -348,11 +350,17 @@ export const serve = (
           if (state.user === undefined || loggedIn()) return yield* Effect.fail(refuse("BadSequence"))
           const username = state.user
           state.user = undefined
+          // A banned client's connection still waiting to log in gets no further attempt (ConnectionGuard).
+          if (yield* guard.isBanned(clientIp)) {
+            yield* reply(421, "Too many failed logins")
+            return yield* Effect.fail(refuse("Quit"))
+          }
           const login = yield* Effect.result(registry.authenticate({ _tag: "Password", username, password: argument }))
           if (Result.isFailure(login)) {
             state.failedLogins++
+            const banned = yield* guard.recordFailure(clientIp)
             yield* events.publishAuth(new LoginFailed({ protocol: "ftp", username, clientIp, method: "password" }))
-            if (state.failedLogins >= options.maxLoginAttempts) {
+            if (banned || state.failedLogins >= options.maxLoginAttempts) {
               yield* reply(421, "Too many failed logins")
               return yield* Effect.fail(refuse("Quit"))
             }

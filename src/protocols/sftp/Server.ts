@@ -11,6 +11,10 @@
  * "this key would do" and never authorises anything (the CVE-2024-45337 class).
  * At most `maxAuthAttempts` rejected attempts per connection, then it is closed,
  * and at most `maxSessionsPerConnection` session channels open at once.
+ * The ConnectionGuard decides at accept whether a connection is served at all
+ * (caps on unauthenticated connections, bans); a refused one is closed before
+ * the SSH identification line. Every rejected credential counts toward a ban of
+ * the client's IP, and a banned client's attempts are refused unchecked.
  * Only the "sftp" subsystem is served: shell, exec, pty, env, X11, agent and
  * port forwarding requests have no handler, and ssh2 refuses them.
  */
@@ -18,13 +22,14 @@ import { Context, Deferred, type Duration, Effect, FiberSet, Layer, type Scope }
 import * as net from "node:net"
 import ssh2 from "ssh2"
 import type { Address } from "../../config/Address.js"
+import { ConnectionGuard } from "../../services/ConnectionGuard.js"
 import { Events, LoginFailed, LoginSucceeded, Logout } from "../../services/Events.js"
 import { Jail, type JailHandle } from "../../services/Jail.js"
 import type { Principal } from "../../services/Principal.js"
 import { type SessionControl, Sessions } from "../../services/Sessions.js"
 import { type Credentials, UserRegistry } from "../../services/UserRegistry.js"
 import * as Access from "../common/Access.js"
-import { listen, ListenError } from "../common/Listener.js"
+import { listen, ListenError, serveConnection } from "../common/Listener.js"
 
 export { ListenError } from "../common/Listener.js"
 import { type AlgorithmKind, effective } from "./Algorithms.js"
@@ -64,7 +69,7 @@ export class SftpServer extends Context.Service<SftpServer, {
   readonly address: Address
 }>()("portcullis/protocols/sftp/SftpServer") {}
 
-type Services = Sessions | UserRegistry | Events | Jail
+type Services = Sessions | UserRegistry | Events | Jail | ConnectionGuard
 
 /** ssh2 announces a connection only after the client's version line: find it by its remote address. */
 const connectionKey = (ip: string | undefined, port: number | undefined) => `${ip ?? "?"}|${port ?? 0}`
@@ -87,6 +92,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
     const registry = yield* UserRegistry
     const events = yield* Events
     const jails = yield* Jail
+    const guard = yield* ConnectionGuard
     const maxAuthAttempts = options.maxAuthAttempts ?? 6
     const maxSessions = options.maxSessionsPerConnection ?? 10
     const keyAlgorithms = effective("publicKeyAlgorithms", options.algorithms.publicKeyAlgorithms)
@@ -150,20 +156,24 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
 
         let failures = 0
         let accepted: { principal: Principal; method: "password" | "publickey" } | undefined
-        const refuse = (ctx: ssh2.AuthContext, counts: boolean) => {
+        /** Rejects `ctx`; the connection is closed once it used up its attempts, or when its client is banned. */
+        const refuse = (ctx: ssh2.AuthContext, counts: boolean, banned = false) => {
           if (counts) failures++
-          if (failures >= maxAuthAttempts) {
+          if (banned || failures >= maxAuthAttempts) {
             ctx.reject()
             client.end()
           } else ctx.reject(["password", "publickey"])
         }
+        /** A rejected credential (never a query): it counts toward a ban of the client's IP, and is announced. */
+        const rejectCredential = (ctx: ssh2.AuthContext, method: "password" | "publickey") =>
+          guard.recordFailure(clientIp).pipe(
+            Effect.flatMap((banned) => Effect.sync(() => refuse(ctx, true, banned))),
+            Effect.andThen(events.publishAuth(new LoginFailed({ protocol: "sftp", username: ctx.username, clientIp, method })))
+          )
         const attempt = (ctx: ssh2.AuthContext, credentials: Credentials, method: "password" | "publickey", query: boolean) =>
           registry.authenticate(credentials).pipe(
             Effect.matchEffect({
-              onFailure: () =>
-                Effect.sync(() => refuse(ctx, true)).pipe(
-                  Effect.andThen(query ? Effect.void : events.publishAuth(new LoginFailed({ protocol: "sftp", username: ctx.username, clientIp, method })))
-                ),
+              onFailure: () => (query ? Effect.sync(() => refuse(ctx, true)) : rejectCredential(ctx, method)),
               onSuccess: (principal) =>
                 Effect.sync(() => {
                   if (!query) accepted = { principal, method }
@@ -171,26 +181,28 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
                 })
             })
           )
-        client.on("authentication", (ctx) => {
-          if (accepted) return ctx.reject()
+        const decide = (ctx: ssh2.AuthContext): Effect.Effect<void> => {
           switch (ctx.method) {
             case "password":
-              return void run(attempt(ctx, { _tag: "Password", username: ctx.username, password: ctx.password }, "password", false))
+              return attempt(ctx, { _tag: "Password", username: ctx.username, password: ctx.password }, "password", false)
             case "publickey": {
-              if (!keyAlgorithms.includes(ctx.key.algo)) return refuse(ctx, true)
-              const credentials: Credentials = { _tag: "PublicKey", username: ctx.username, algorithm: ctx.key.algo, key: ctx.key.data }
               // A query asks "would this key do?": answer it, but authorise only a verified signature.
-              if (!ctx.signature) return void run(attempt(ctx, credentials, "publickey", true))
-              if (!signatureValid(ctx)) {
-                refuse(ctx, true)
-                return void run(events.publishAuth(new LoginFailed({ protocol: "sftp", username: ctx.username, clientIp, method: "publickey" })))
+              const signed = ctx.signature !== undefined
+              if (!keyAlgorithms.includes(ctx.key.algo) || (signed && !signatureValid(ctx))) {
+                return signed ? rejectCredential(ctx, "publickey") : Effect.sync(() => refuse(ctx, true))
               }
-              return void run(attempt(ctx, credentials, "publickey", false))
+              const credentials: Credentials = { _tag: "PublicKey", username: ctx.username, algorithm: ctx.key.algo, key: ctx.key.data }
+              return attempt(ctx, credentials, "publickey", !signed)
             }
             default:
               // "none" is how clients ask which methods exist; it is not an attempt.
-              return refuse(ctx, ctx.method !== "none")
+              return Effect.sync(() => refuse(ctx, ctx.method !== "none"))
           }
+        }
+        client.on("authentication", (ctx) => {
+          if (accepted) return ctx.reject()
+          // A banned client's connections still waiting to log in get no further attempt.
+          run(guard.isBanned(clientIp).pipe(Effect.flatMap((banned) => (banned ? Effect.sync(() => refuse(ctx, false, true)) : decide(ctx)))))
         })
         client.on("ready", () => {
           if (accepted) Deferred.doneUnsafe(loggedIn, Effect.succeed(accepted))
@@ -247,12 +259,13 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
     const runSession = yield* FiberSet.makeRuntime<Services>()
     server.on("connection", (socket) => {
       const clientIp = socket.remoteAddress ?? "unknown"
-      runSession(
-        sessions.start(
-          { protocol: "sftp", clientIp, handshakeTimeout: options.handshakeTimeout },
-          session(socket, clientIp)
-        ).pipe(Effect.flatMap((started) => (started ? Effect.void : Effect.sync(() => socket.destroy()))))
-      )
+      runSession(serveConnection(
+        socket,
+        { protocol: "sftp", clientIp, handshakeTimeout: options.handshakeTimeout },
+        session(socket, clientIp),
+        // Refused: closed before ssh2 sees it, so not even the identification line is sent.
+        () => socket.destroy()
+      ))
     })
     const address = yield* Effect.acquireRelease(listen("sftp", server, options.address), () =>
       Effect.sync(() => server.close()))
