@@ -40,6 +40,12 @@ export interface IdleParams {
   readonly keepaliveMs: number
 }
 
+/** The SFTP sessions are up; the FTP ones are opened on "continue". */
+export interface IdleSftpReady {
+  readonly type: "sftpReady"
+  readonly sftp: number
+}
+
 export interface IdleReady {
   readonly type: "ready"
   readonly sftp: number
@@ -69,8 +75,8 @@ export interface IdleClosed {
   readonly failures: ReadonlyArray<Failure>
 }
 
-export type IdleCommand = { readonly type: "check" } | { readonly type: "close" }
-export type IdleMessage = IdleReady | IdleChecked | IdleClosed
+export type IdleCommand = { readonly type: "continue" } | { readonly type: "check" } | { readonly type: "close" }
+export type IdleMessage = IdleSftpReady | IdleReady | IdleChecked | IdleClosed
 
 // --- transfers ---------------------------------------------------------------
 

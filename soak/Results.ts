@@ -65,7 +65,11 @@ export interface Results {
   memory: {
     baseline?: Gauges
     withIdleSessions?: Gauges
+    /** With the idle SFTP sessions only (before the FTP ones were opened). */
+    withIdleSftpSessions?: Gauges
     perIdleSession?: { readonly rssBytes: number; readonly heapUsedBytes: number; readonly sessions: number }
+    perIdleSftpSession?: { readonly rssBytes: number; readonly heapUsedBytes: number; readonly sessions: number }
+    perIdleFtpSession?: { readonly rssBytes: number; readonly heapUsedBytes: number; readonly sessions: number }
     peakDuringLoad?: { readonly rssBytes: number; readonly heapUsedBytes: number }
     after?: Gauges
     /** Resident memory by kind of mapping (Machine.rssByMapping) at points of the run. */

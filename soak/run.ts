@@ -29,7 +29,7 @@ import { ClientProcess } from "./ClientProcess.ts"
 import { measureDelay, resolutionMs } from "./EventLoopDelay.ts"
 import { makeFixture, type User } from "./Fixture.ts"
 import { checkInvariants } from "./Invariants.ts"
-import { canForceGc, collect, describeMachine, fdKinds, gauges, mainThreadSched, openFds, rssByMapping } from "./Machine.ts"
+import { canForceGc, collect, describeMachine, fdKinds, type Gauges, gauges, mainThreadSched, openFds, rssByMapping } from "./Machine.ts"
 import type {
   ClientParams,
   FloodMessage,
@@ -191,6 +191,8 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
   let cpu = cpuSince()
   const warmIdle = startClient<IdleMessage>("warm-up idle sessions", "IdleSessions.ts", idleParams(Math.min(20, settings.sftpSessions), Math.min(10, settings.ftpSessions)))
   const warmTransfers = (["sftp", "ftp"] as const).map((p) => startClient<TransferMessage>(`warm-up ${p} transfers`, "Transfers.ts", transferParams(p, 2, 2)))
+  await warmIdle.next("sftpReady", 5 * minute)
+  warmIdle.send({ type: "continue" })
   const warmReady = await warmIdle.next("ready", 5 * minute)
   if (warmReady.failures.length > 0) results.harnessErrors.push(`warm-up logins failed: ${JSON.stringify(warmReady.failures)}`)
   for (const client of warmTransfers) {
@@ -237,7 +239,14 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
     progress(`opening ${settings.sftpSessions} SFTP and ${settings.ftpSessions} FTPS idle sessions`)
     cpu = cpuSince()
     const idle = startClient<IdleMessage>("idle sessions", "IdleSessions.ts", idleParams(settings.sftpSessions, settings.ftpSessions))
-    const ready = await idle.next("ready", 10 * minute + 500 * (settings.sftpSessions + settings.ftpSessions))
+    const openTimeout = 10 * minute + 500 * (settings.sftpSessions + settings.ftpSessions)
+    const sftpReady = await idle.next("sftpReady", openTimeout)
+    await sleep(2000)
+    await collect()
+    const withSftp = gauges()
+    results.memory.withIdleSftpSessions = withSftp
+    idle.send({ type: "continue" })
+    const ready = await idle.next("ready", openTimeout)
     results.serverCpu.open = cpu()
     Object.assign(results.idleSessions, { sftpOpened: ready.sftp, ftpOpened: ready.ftp, openSeconds: ready.openMs / 1000, openFailures: ready.failures })
     progress(`${ready.sftp} SFTP and ${ready.ftp} FTPS sessions up in ${(ready.openMs / 1000).toFixed(1)} s; 10 s idle`)
@@ -250,14 +259,21 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
     results.memory.withIdleSessions = withIdle
     results.memory.byMapping.withIdleSessions = rssByMapping()
     results.fds.withIdleSessions = withIdle.fds
-    const idleCount = ready.sftp + ready.ftp
-    if (idleCount > 0) {
-      results.memory.perIdleSession = {
-        sessions: idleCount,
-        rssBytes: Math.round((withIdle.rssBytes - results.memory.baseline.rssBytes) / idleCount),
-        heapUsedBytes: Math.round((withIdle.heapUsedBytes - results.memory.baseline.heapUsedBytes) / idleCount)
+    const perSession = (from: Gauges, to: Gauges, sessions: number) =>
+      sessions === 0 ? undefined : {
+        sessions,
+        rssBytes: Math.round((to.rssBytes - from.rssBytes) / sessions),
+        heapUsedBytes: Math.round((to.heapUsedBytes - from.heapUsedBytes) / sessions)
       }
+    const baseline = results.memory.baseline
+    const per = {
+      all: perSession(baseline, withIdle, ready.sftp + ready.ftp),
+      sftp: perSession(baseline, withSftp, sftpReady.sftp),
+      ftp: perSession(withSftp, withIdle, ready.ftp)
     }
+    if (per.all) results.memory.perIdleSession = per.all
+    if (per.sftp) results.memory.perIdleSftpSession = per.sftp
+    if (per.ftp) results.memory.perIdleFtpSession = per.ftp
 
     // 3. Load.
     const prober = startClient<ProberMessage>("prober", "Prober.ts", {

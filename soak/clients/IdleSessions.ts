@@ -4,10 +4,11 @@
  * logged in over explicit FTPS. Each sends one small request (SFTP realpath,
  * FTP NOOP) at random intervals averaging `keepaliveMs`, below the server's idle
  * timeout, so the sessions stay up; a session whose connection ends without
- * the soak asking is counted as lost.
+ * the soak asking is counted as lost. SFTP sessions are opened first; FTP ones
+ * once the orchestrator says "continue" (it measures memory in between).
  */
 import type { Client as FtpClient } from "basic-ftp"
-import type { IdleChecked, IdleClosed, IdleCommand, IdleParams, IdleReady } from "../Messages.ts"
+import type { IdleChecked, IdleClosed, IdleCommand, IdleParams, IdleReady, IdleSftpReady } from "../Messages.ts"
 import { Failures, finish, forEachLimited, onCommand, receiveParams, send } from "./Channel.ts"
 import * as Ftp from "./Ftp.ts"
 import * as Sftp from "./Sftp.ts"
@@ -105,7 +106,11 @@ const openFtp = async (i: number) => {
   }
 }
 
+let resume: () => void = () => {}
+const resumed = new Promise<void>((resolve) => (resume = resolve))
+
 onCommand<IdleCommand>(async (command) => {
+  if (command.type === "continue") return resume()
   if (command.type === "check") {
     const answered = { sftp: 0, ftp: 0 }
     const checkFailures = new Failures()
@@ -146,9 +151,13 @@ onCommand<IdleCommand>(async (command) => {
   await finish(report)
 })
 
+const up = (prefix: string) => sessions.filter((s) => s.alive && s.name.startsWith(prefix)).length
 const started = performance.now()
 await forEachLimited(params.sftpSessions, params.parallel, openSftp)
+const sftpMs = performance.now() - started
+await send({ type: "sftpReady", sftp: up("sftp") } satisfies IdleSftpReady)
+await resumed
+const ftpStarted = performance.now()
 await forEachLimited(params.ftpSessions, Math.min(params.parallel, 8), openFtp)
-const up = (prefix: string) => sessions.filter((s) => s.alive && s.name.startsWith(prefix)).length
-const ready: IdleReady = { type: "ready", sftp: up("sftp"), ftp: up("ftp"), openMs: performance.now() - started, failures: failures.list() }
+const ready: IdleReady = { type: "ready", sftp: up("sftp"), ftp: up("ftp"), openMs: sftpMs + performance.now() - ftpStarted, failures: failures.list() }
 await send(ready)
