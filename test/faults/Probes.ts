@@ -29,9 +29,6 @@ export const describeNewFds = (before: ReadonlyMap<string, string>, after: Reado
 /** Completes when the server has no session left: every session's scope (files, sockets, jail) is closed. */
 export const sessionsGone = (context: Context.Context<Sessions>) => Context.get(context, Sessions).awaitEmpty
 
-/** How many sessions are live. */
-export const liveSessions = (context: Context.Context<Sessions>) => Context.get(context, Sessions).list.pipe(Effect.map((l) => l.length))
-
 /** Completed uploads, from now on, in a queue. */
 export const uploadEvents = (context: Context.Context<Events>) =>
   Effect.gen(function*() {
