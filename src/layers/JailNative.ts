@@ -194,13 +194,17 @@ const applyAttributes = (
 
 const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath): FileHandle => {
   let closed = false
+  // Calls on the fd still running on the thread pool, and the close waiting for them.
+  let running = 0
+  let whenIdle: (() => void) | undefined
   // After close the fd number may belong to another file: refuse instead of touching it.
-  const live = <A>(op: JailOp, run: () => Promise<A>): Effect.Effect<A, JailError> =>
-    Effect.suspend(() =>
-      closed
-        ? Effect.fail(new JailError({ op, path, reason: { _tag: "Io", code: "EBADF" } }))
-        : syscall(op, path, run)
-    )
+  const guarded = <A>(op: JailOp, effect: Effect.Effect<A, JailError>): Effect.Effect<A, JailError> =>
+    Effect.suspend(() => {
+      if (closed) return Effect.fail(new JailError({ op, path, reason: { _tag: "Io", code: "EBADF" } }))
+      running++
+      return Effect.ensuring(effect, Effect.sync(() => void (--running === 0 && whenIdle?.())))
+    })
+  const live = <A>(op: JailOp, run: () => Promise<A>): Effect.Effect<A, JailError> => guarded(op, syscall(op, path, run))
   const stat = live("stat", () => binding.fstat(fd)).pipe(Effect.map((s) => toFileStat(binding, s)))
   return {
     path,
@@ -208,18 +212,22 @@ const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath): Fi
     write: (offset, data) => live("write", () => writeAllAt(fd, offset, data)),
     stat,
     setAttributes: (attributes) =>
-      applyAttributes(attributes, stat, {
+      guarded("setAttributes", applyAttributes(attributes, stat, {
         truncate: (size) => binding.ftruncate(fd, size),
         chmod: (mode) => binding.fchmod(fd, mode),
         chown: (uid, gid) => binding.fchown(fd, uid, gid),
         utimes: (atimeMs, mtimeMs) => binding.futimes(fd, atimeMs, mtimeMs)
-      }, path),
+      }, path)),
     sync: live("sync", () => binding.fsync(fd)),
     statvfs: live("statvfs", () => binding.fstatvfs(fd)).pipe(Effect.map(toFsStats)),
+    // A close can arrive while another request's call on this fd still runs (SFTP
+    // copy-data reads a handle it does not lock): the fd is closed only once those
+    // calls are done, or a later open could reuse its number before they run.
     close: Effect.suspend(() => {
       if (closed) return Effect.void
       closed = true
-      return syscall("close", path, () => binding.close(fd))
+      const idle = running === 0 ? Effect.void : Effect.callback<void>((resume) => void (whenIdle = () => resume(Effect.void)))
+      return Effect.uninterruptible(Effect.andThen(idle, syscall("close", path, () => binding.close(fd))))
     })
   }
 }

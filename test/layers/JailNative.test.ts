@@ -5,7 +5,7 @@
  * A canary directory beside the root is hashed before and after.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { spawn, execFileSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -329,5 +329,49 @@ while time.time() < end:
       assert.include((yield* Effect.flip(JailNative.makeWithBinding(seccomp))).message, "seccomp")
       // The real kernel passes the probe.
       assert.isTrue(Exit.isSuccess(yield* Effect.exit(Layer.build(jailLayer))))
+    }))
+
+  // Found by test/fuzz: SFTP copy-data reads a handle it does not lock, so a CLOSE
+  // of that handle could close the fd while the read was still on the thread pool,
+  // where the fd number may already name another user's file.
+  it.effect("close waits for a syscall still running on the file's fd, then closes it", () =>
+    Effect.gen(function*() {
+      const base = yield* tempDir("portcullis-jail-close-")
+      fs.writeFileSync(path.join(base, "f"), "data")
+      const real = loadJailBinding()
+      const calls: Array<string> = []
+      let releaseSync: () => void = () => {}
+      const syncStarted = Deferred.makeUnsafe<void>()
+      const held = {
+        ...real,
+        fsync: (fd: number) =>
+          new Promise<void>((resolve, reject) => {
+            calls.push("fsync")
+            Deferred.doneUnsafe(syncStarted, Effect.void)
+            releaseSync = () => real.fsync(fd).then(() => {
+              calls.push("fsync done")
+              resolve()
+            }, reject)
+          }),
+        close: (fd: number) => {
+          calls.push("close")
+          return real.close(fd)
+        }
+      }
+      const jail = yield* (yield* JailNative.makeWithBinding(held)).open(base)
+      const file = yield* jail.openFile("/f" as VirtualPath, { read: true, write: true })
+      const sync = yield* Effect.forkChild(file.sync)
+      yield* Deferred.await(syncStarted)
+      const close = yield* Effect.forkChild(file.close)
+      yield* Effect.yieldNow
+      const whileRunning = calls.slice()
+      // New calls are refused at once, without touching the fd.
+      const readAfterClose = yield* reasonOf(file.read(0, 4))
+      releaseSync()
+      yield* Fiber.join(sync)
+      yield* Fiber.join(close)
+      assert.deepStrictEqual(whileRunning, ["fsync"], "the fd was closed under a running fsync")
+      assert.strictEqual(readAfterClose, "Io")
+      assert.deepStrictEqual(calls, ["fsync", "fsync done", "close"])
     }))
 })
