@@ -114,3 +114,53 @@ export const sshPasswords = (port: number, username: string, passwords: Readonly
       }
     })
   })
+
+/** An SSH connection held in the middle of authentication, after "none" was answered. */
+export interface PendingSsh {
+  /** Completes once the server answered "none" (key exchange done, waiting for a credential). */
+  readonly ready: Effect.Effect<void>
+  /** Sends one password attempt; completes when the connection closes (a login ends it from this side). */
+  attempt(password: string): Effect.Effect<SshAttempt>
+}
+
+/** Connects from `localAddress` as `username`, sends "none" and waits with the next attempt until told. */
+export const sshPending = (port: number, username: string, localAddress = "127.0.0.1"): Effect.Effect<PendingSsh> =>
+  Effect.sync(() => {
+    const client = new ssh2.Client()
+    const ready = Deferred.makeUnsafe<void>()
+    const result = Deferred.makeUnsafe<SshAttempt>()
+    let give: ((method: ssh2.AnyAuthMethod) => void) | undefined
+    let loggedIn = false
+    let ending = false
+    let handshaked = false
+    client.on("error", () => {})
+    client.on("handshake", () => void (handshaked = true))
+    client.on("ready", () => {
+      loggedIn = true
+      ending = true
+      client.end()
+    })
+    client.on("close", () => Deferred.doneUnsafe(result, Effect.succeed({ loggedIn, closedByServer: !ending, handshaked })))
+    client.connect({
+      host: "127.0.0.1",
+      port,
+      localAddress,
+      username,
+      readyTimeout: 60_000,
+      authHandler: (methodsLeft, _partial, done) => {
+        if (methodsLeft === null) return done({ type: "none", username })
+        // Called again: the attempt was refused. Wait for the server to decide about the connection.
+        if (give !== undefined) return
+        give = done
+        Deferred.doneUnsafe(ready, Effect.void)
+      }
+    })
+    return {
+      ready: Deferred.await(ready),
+      attempt: (password) =>
+        Effect.suspend(() => {
+          give?.({ type: "password", username, password })
+          return Deferred.await(result)
+        })
+    }
+  })
