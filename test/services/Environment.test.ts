@@ -22,6 +22,28 @@ describe("environment overrides", () => {
     assert.deepStrictEqual(input.sftp.address, "127.0.0.1:2022", "the input is not changed")
   })
 
+  it.effect("pre-auth caps and bans: counts are decoded as numbers, durations as strings; a bad count names its field", () =>
+    Effect.gen(function*() {
+      const env = {
+        PORTCULLIS_MAX_PRE_AUTH_CONNECTIONS: "100",
+        PORTCULLIS_MAX_PRE_AUTH_CONNECTIONS_PER_IP: "0",
+        PORTCULLIS_BANS_MAX_FAILURES: "5",
+        PORTCULLIS_BANS_WINDOW: "10 minutes",
+        PORTCULLIS_BANS_DURATION: "1 hour"
+      }
+      const config = yield* decodeConfig(applyEnvironment({ bans: { maxFailures: 3 } }, env))
+      assert.strictEqual(config.maxPreAuthConnections, 100)
+      assert.strictEqual(config.maxPreAuthConnectionsPerIp, 0)
+      assert.deepStrictEqual(config.bans, { maxFailures: 5, window: "10 minutes", duration: "1 hour" })
+      assert.isUndefined(config.sftp, "bans is not a protocol section")
+      const defaults = yield* decodeConfig({})
+      assert.deepStrictEqual([defaults.maxPreAuthConnections, defaults.maxPreAuthConnectionsPerIp, defaults.bans], [256, 32, { maxFailures: 10, window: "1 minute", duration: "15 minutes" }])
+      const bad = yield* Effect.flip(decodeConfig(applyEnvironment({}, { PORTCULLIS_BANS_MAX_FAILURES: "-1" })))
+      assert.include(bad.message, "bans.maxFailures")
+      const negative = yield* Effect.flip(decodeConfig({ maxPreAuthConnectionsPerIp: -1 }))
+      assert.include(negative.message, "maxPreAuthConnectionsPerIp")
+    }))
+
   it.effect("a bad override is reported like a bad field", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(decodeConfig(applyEnvironment({}, { PORTCULLIS_SHUTDOWN_TIMEOUT: "soon" })))
