@@ -29,6 +29,7 @@ export class ClientProcess<Message extends { readonly type: string }> {
   readonly #exited: Promise<number | null>
   #exit: string | undefined
   #stderr = ""
+  #cpuSeconds: number | undefined
 
   constructor(name: string, script: string, params: ClientParams) {
     this.name = name
@@ -42,6 +43,7 @@ export class ClientProcess<Message extends { readonly type: string }> {
     this.#child.stdout!.on("data", keepTail)
     this.#child.stderr!.on("data", keepTail)
     this.#child.on("message", (message: Message) => {
+      if (message.type === "cpu") return void (this.#cpuSeconds = (message as unknown as { seconds: number }).seconds)
       for (const waiter of this.#waiters) {
         if (waiter.type === message.type) {
           this.#waiters.delete(waiter)
@@ -59,6 +61,11 @@ export class ClientProcess<Message extends { readonly type: string }> {
       })
     })
     this.#child.send(params)
+  }
+
+  /** CPU time the client used, as it reported before its last message. */
+  get cpuSeconds(): number | undefined {
+    return this.#cpuSeconds
   }
 
   /** The client's output so far (the last few KB), for the report when something went wrong. */

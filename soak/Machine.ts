@@ -109,6 +109,20 @@ export const mainThreadSched = (): { readonly cpuMs: number; readonly waitMs: nu
   }
 }
 
+/** CPU time of the whole machine since boot, busy and idle (all CPUs), from /proc/stat. */
+export const machineCpu = (): { readonly busySeconds: number; readonly idleSeconds: number } | undefined => {
+  try {
+    const fields = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+    const ticks = 100 // USER_HZ
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0)
+    return { busySeconds: (total - idle) / ticks, idleSeconds: idle / ticks }
+  } catch {
+    // No /proc/stat (not Linux): the report says "-".
+    return undefined
+  }
+}
+
 const gc = (globalThis as { gc?: () => void }).gc
 
 /** Whether `collect` really forces a collection (node --expose-gc). */

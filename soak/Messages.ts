@@ -97,6 +97,12 @@ export interface TransferParams {
   readonly downloadSha256: string
   /** Transfers per slot, then the process reports and exits; 0 runs until told to stop. */
   readonly rounds: number
+  /**
+   * Source address of SFTP connections. FTP ones keep the default (127.0.0.1):
+   * the server accepts a passive data connection only from the control
+   * connection's address, and basic-ftp cannot bind its data sockets.
+   */
+  readonly sourceIp: string | undefined
 }
 
 export interface TransferCounts {
@@ -131,6 +137,7 @@ export interface ProberParams {
   readonly statSessions: number
   readonly statIntervalMs: number
   readonly handshakeIntervalMs: number
+  readonly sourceIp: string
 }
 
 /** Samples of one phase, in milliseconds. */

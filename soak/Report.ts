@@ -51,8 +51,10 @@ const rows = (r: Results): Array<[string, string, string]> => {
     const c = r.serverCpu[phase]
     if (!c) continue
     const loop = c.loopThreadCpuSeconds === undefined ? "" : `; loop thread ${c.loopThreadCpuSeconds} s on a CPU, ${c.loopThreadWaitSeconds} s waiting for one`
-    out.push(["server CPU", phase, `${c.processCpuSeconds} s CPU in ${c.wallSeconds} s${loop}`])
+    const machine = c.machineBusySeconds === undefined ? "" : `; machine ${c.machineBusySeconds} s busy, ${c.machineIdleSeconds} s idle`
+    out.push(["server CPU", phase, `${c.processCpuSeconds} s CPU in ${c.wallSeconds} s${loop}${machine}`])
   }
+  out.push(["client CPU", "s per process", Object.entries(r.clientCpuSeconds).map(([name, s]) => `${name} ${s}`).join(", ") || "-"])
   const i = r.idleSessions
   out.push(["idle sessions", "opened", `SFTP ${i.sftpOpened ?? "-"}, FTPS ${i.ftpOpened ?? "-"} in ${i.openSeconds?.toFixed(1) ?? "-"} s`])
   out.push(["idle sessions", "keepalives sent / failed", `${i.keepalivesSent ?? "-"} / ${i.keepalivesFailed ?? "-"}`])

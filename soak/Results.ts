@@ -44,6 +44,9 @@ export interface PhaseCpu {
   /** The event-loop thread: on a CPU, and runnable but waiting for one (other processes had it). */
   readonly loopThreadCpuSeconds: number | undefined
   readonly loopThreadWaitSeconds: number | undefined
+  /** All CPUs of the machine: busy (anyone's work, the soak's clients' included) and idle. */
+  readonly machineBusySeconds: number | undefined
+  readonly machineIdleSeconds: number | undefined
 }
 
 export interface Invariant {
@@ -93,6 +96,8 @@ export interface Results {
     afterKinds?: Record<string, number>
   }
   eventLoopDelayMs: { resolutionMs: number } & Partial<Record<"idle" | "load" | "quiet" | "flood", DelaySummary>>
+  /** CPU time of each client process, over its whole life. */
+  clientCpuSeconds: Record<string, number>
   /** CPU use of the server process by phase. */
   serverCpu: Partial<Record<"warmup" | "open" | "load" | "flood", PhaseCpu>>
   idleSessions: {

@@ -29,7 +29,7 @@ import { ClientProcess } from "./ClientProcess.ts"
 import { measureDelay, resolutionMs } from "./EventLoopDelay.ts"
 import { makeFixture, type User } from "./Fixture.ts"
 import { checkInvariants } from "./Invariants.ts"
-import { canForceGc, collect, describeMachine, fdKinds, type Gauges, gauges, mainThreadSched, openFds, rssByMapping } from "./Machine.ts"
+import { canForceGc, collect, describeMachine, fdKinds, type Gauges, gauges, machineCpu, mainThreadSched, openFds, rssByMapping } from "./Machine.ts"
 import type {
   ClientParams,
   FloodMessage,
@@ -70,6 +70,7 @@ const results: Results = {
   fds: {},
   eventLoopDelayMs: { resolutionMs },
   serverCpu: {},
+  clientCpuSeconds: {},
   idleSessions: {},
   transfers: {},
   latency: {},
@@ -90,16 +91,20 @@ const startClient = <M extends { readonly type: string }>(name: string, script: 
 const cpuSince = () => {
   const start = process.cpuUsage()
   const startSched = mainThreadSched()
+  const startMachine = machineCpu()
   const startWall = performance.now()
   return (): PhaseCpu => {
     const used = process.cpuUsage(start)
     const sched = mainThreadSched()
+    const machine = machineCpu()
     const seconds = (ms: number) => Math.round(ms / 10) / 100
     return {
       wallSeconds: seconds(performance.now() - startWall),
       processCpuSeconds: seconds((used.user + used.system) / 1000),
       loopThreadCpuSeconds: sched && startSched ? seconds(sched.cpuMs - startSched.cpuMs) : undefined,
-      loopThreadWaitSeconds: sched && startSched ? seconds(sched.waitMs - startSched.waitMs) : undefined
+      loopThreadWaitSeconds: sched && startSched ? seconds(sched.waitMs - startSched.waitMs) : undefined,
+      machineBusySeconds: machine && startMachine ? seconds((machine.busySeconds - startMachine.busySeconds) * 1000) : undefined,
+      machineIdleSeconds: machine && startMachine ? seconds((machine.idleSeconds - startMachine.idleSeconds) * 1000) : undefined
     }
   }
 }
@@ -182,7 +187,9 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
     fileBytes: settings.fileBytes,
     downloadPath: fixture.downloadPath,
     downloadSha256: fixture.downloadSha256,
-    rounds
+    rounds,
+    // Its own address, as other users' would be (FTP cannot have one: see TransferParams).
+    sourceIp: protocol === "sftp" ? "127.0.0.10" : undefined
   })
   const sessionsGone = (what: string) => waitFor(what, minute, async () => (await server.sessions()) === 0)
 
@@ -283,7 +290,8 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
       statPath: fixture.statPath,
       statSessions: 4,
       statIntervalMs: 100,
-      handshakeIntervalMs: 1000
+      handshakeIntervalMs: 1000,
+      sourceIp: "127.0.0.11"
     })
     const proberStarted = await prober.next("started", 5 * minute)
     if (proberStarted.failures.length > 0) results.harnessErrors.push(`prober logins failed: ${JSON.stringify(proberStarted.failures)}`)
@@ -444,7 +452,10 @@ const main = async (): Promise<number> => {
   } catch (error) {
     results.harnessErrors.push(error instanceof Error ? (error.stack ?? error.message) : String(error))
   } finally {
-    for (const client of clients) client.kill()
+    for (const client of clients) {
+      client.kill()
+      if (client.cpuSeconds !== undefined) results.clientCpuSeconds[client.name] = Math.round(client.cpuSeconds * 100) / 100
+    }
     if (server) {
       try {
         results.shutdownForced = (await server.stop()).forced

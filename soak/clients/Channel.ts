@@ -28,10 +28,13 @@ export const send = (message: object): Promise<void> =>
   })
 
 /**
- * Sends the last message and lets the process end: it exits once its sockets are
+ * Sends this process's CPU time (the orchestrator reports how much the clients
+ * used), then the last message, and lets the process end: it exits once its sockets are
  * closed, or after five seconds whatever is left.
  */
 export const finish = async (message: object): Promise<void> => {
+  const cpu = process.cpuUsage()
+  await send({ type: "cpu", seconds: (cpu.user + cpu.system) / 1e6 })
   await send(message)
   finished = true
   process.disconnect()
@@ -87,6 +90,23 @@ export const forEachLimited = async (count: number, parallel: number, task: (i: 
     }
   }
   await Promise.all(Array.from({ length: Math.min(parallel, count) }, worker))
+}
+
+/** At most `n` calls of the returned function run at once; the others wait their turn. */
+export const limiter = (n: number) => {
+  let running = 0
+  const waiting: Array<() => void> = []
+  return async <A>(task: () => Promise<A>): Promise<A> => {
+    if (running >= n) await new Promise<void>((resolve) => waiting.push(resolve))
+    else running++
+    try {
+      return await task()
+    } finally {
+      const next = waiting.shift()
+      if (next) next()
+      else running--
+    }
+  }
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -6,7 +6,8 @@
  * - STAT: `statSessions` sessions stay logged in and each sends one STAT every
  *   `statIntervalMs`, timed from request to reply.
  *
- * Samples are filed under the phase the orchestrator last announced, so one
+ * It connects from its own address, as a user elsewhere would. Samples are
+ * filed under the phase the orchestrator last announced, so one
  * process measures "before" and "during" a phase with the same sessions.
  */
 import type { PhaseSamples, ProberCommand, ProberMessage, ProberParams } from "../Messages.ts"
@@ -40,7 +41,7 @@ const handshakes = async () => {
     const started = performance.now()
     const samples = current()
     try {
-      const session = await Sftp.connect(params.target.sftpPort, params.login)
+      const session = await Sftp.connect(params.target.sftpPort, params.login, { localAddress: params.sourceIp })
       samples.handshakeMs.push(session.handshakeMs)
       session.client.end()
     } catch (error) {
@@ -69,7 +70,7 @@ const startFailures = new Failures()
 const sessions: Array<Sftp.SftpSession> = []
 for (let i = 0; i < params.statSessions; i++) {
   try {
-    const session = await Sftp.connect(params.target.sftpPort, params.login)
+    const session = await Sftp.connect(params.target.sftpPort, params.login, { localAddress: params.sourceIp })
     session.client.on("close", () => {
       if (!stopping) lost++
     })

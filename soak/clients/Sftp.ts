@@ -16,11 +16,15 @@ export interface SftpSession {
 /** Generous: under full load a login waits for argon2 on a busy thread pool. */
 const readyTimeoutMs = 120_000
 
-/**
- * Connects and opens the sftp subsystem. `cipher` pins the cipher (transfers use
- * AES-GCM, which the CPU accelerates); the default list otherwise.
- */
-export const connect = (port: number, login: Login, cipher?: ssh2.CipherAlgorithm): Promise<SftpSession> =>
+export interface ConnectOptions {
+  /** Pins the cipher (transfers use AES-GCM, which the CPU accelerates); the default list otherwise. */
+  readonly cipher?: ssh2.CipherAlgorithm
+  /** Source address (a 127.0.0.x): the server caps unauthenticated connections per client IP. */
+  readonly localAddress?: string
+}
+
+/** Connects and opens the sftp subsystem. */
+export const connect = (port: number, login: Login, options: ConnectOptions = {}): Promise<SftpSession> =>
   new Promise((resolve, reject) => {
     const client = new ssh2.Client()
     let connectedAt = 0
@@ -48,7 +52,8 @@ export const connect = (port: number, login: Login, cipher?: ssh2.CipherAlgorith
       password: login.password,
       readyTimeout: readyTimeoutMs,
       keepaliveInterval: 0,
-      ...(cipher ? { algorithms: { cipher: [cipher] } } : {})
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+      ...(options.cipher ? { algorithms: { cipher: [options.cipher] } } : {})
     })
   })
 

@@ -8,17 +8,20 @@
  * file's sha256, an upload's bytes by reading the file back from the user's root
  * on the host once the server said it was complete (SFTP close reply, FTP 226).
  * A broken connection is counted as a failed transfer and the slot reconnects.
+ * At most 8 logins are in progress at once: the server caps unauthenticated
+ * connections per client IP (32 by default), and all slots start together.
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type { TransferCommand, TransferCounts, TransferParams, TransferReport, TransferSlot } from "../Messages.ts"
-import { Failures, finish, onCommand, receiveParams, send, sleep } from "./Channel.ts"
+import { Failures, finish, limiter, onCommand, receiveParams, send, sleep } from "./Channel.ts"
 import * as Ftp from "./Ftp.ts"
 import { Payload, sha256 } from "./Payload.ts"
 import * as Sftp from "./Sftp.ts"
 import * as SftpTransfer from "./SftpTransfer.ts"
 
 const chunkBytes = 64 * 1024
+const opening = limiter(8)
 
 interface Connection {
   /** Uploads `chunks` to `name`. */
@@ -42,7 +45,10 @@ const downloads = counts()
 
 const open = async (slot: TransferSlot): Promise<Connection> => {
   if (params.protocol === "sftp") {
-    const { client, sftp } = await Sftp.connect(params.target.sftpPort, slot.login, "aes128-gcm@openssh.com")
+    const { client, sftp } = await Sftp.connect(params.target.sftpPort, slot.login, {
+      cipher: "aes128-gcm@openssh.com",
+      ...(params.sourceIp ? { localAddress: params.sourceIp } : {})
+    })
     const into = Buffer.allocUnsafe(params.fileBytes)
     return {
       upload: (name, chunks) => SftpTransfer.upload(sftp, name, chunks, chunkBytes),
@@ -90,7 +96,7 @@ const runSlot = async (slot: TransferSlot, index: number) => {
   let isUpload = index % 2 === 0
   for (let round = 0; !stopping && (params.rounds === 0 || round < params.rounds); round++, isUpload = !isUpload) {
     try {
-      connection ??= await open(slot)
+      connection ??= await opening(() => open(slot))
       await transfer(connection, slot, index, isUpload)
     } catch (error) {
       failures.add(`${params.protocol} ${isUpload ? "upload" : "download"}`, error)
