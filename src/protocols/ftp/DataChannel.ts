@@ -580,9 +580,20 @@ export const chunkSize = 1024 * 1024
  */
 const socketBufferSize = 1024 * 1024
 
+/**
+ * Ends a data connection so the peer sees it break. In clear, destroy() sends a
+ * FIN, and a stream-mode transfer has no other end-of-file marker: the client
+ * would keep a cut download as whole. A TCP reset is an error for it. Under TLS
+ * the missing close_notify already says so (and a TLS socket has no TCP handle).
+ */
+const abort = (socket: DataSocket) => {
+  if (socket instanceof tls.TLSSocket || socket.destroyed) socket.destroy()
+  else socket.resetAndDestroy()
+}
+
 const destroyOnFailure = (socket: DataSocket) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   // ABOR, shutdown or a failed read/write: the peer must see an abrupt end, never a clean one.
-  Effect.onError(effect, () => Effect.sync(() => socket.destroy()))
+  Effect.onError(effect, () => Effect.sync(() => abort(socket)))
 
 /** Writes `bytes`; the Deferred completes when they were handed to the kernel, or fails when the socket broke. */
 const startWrite = (socket: DataSocket, bytes: Uint8Array) =>
