@@ -2,8 +2,8 @@
  * What must hold at the end of a soak run. A failed gating invariant makes the
  * run exit non-zero: lost bytes (a checksum mismatch), a failed transfer, a lost
  * session, a pre-auth connection never dropped, sessions, fds or JavaScript
- * memory not returned, RSS still growing at the end of the load, an error in the
- * server's log. Two comparisons are only flagged: latency under the pre-auth
+ * memory not returned, RSS still growing at the end of a load longer than two
+ * minutes, an error in the server's log. Two comparisons are only flagged: latency under the pre-auth
  * flood (on a shared machine it measures the neighbours as much as the server)
  * and RSS after closing against the baseline (glibc keeps freed memory mapped,
  * so RSS settles at its high-water mark instead of going back).
@@ -66,8 +66,12 @@ export const checkInvariants = (r: Results): Array<Invariant> => {
     check("JS memory back to baseline (heap used + external, after GC)", js(m.after) - js(m.baseline) <= m.tolerance.jsBytes,
       `${mib(js(m.baseline))} -> ${mib(js(m.after))} (${mib(js(m.after) - js(m.baseline))}, tolerance ${mib(m.tolerance.jsBytes)})`)
     const [first, second] = m.loadHalvesRssBytes
-    check("RSS levels off under load (peak of the second half vs the first)", second - first <= m.tolerance.rssPlateauBytes,
-      `${mib(first)} -> ${mib(second)} (${mib(second - first)}, tolerance ${mib(m.tolerance.rssPlateauBytes)})`)
+    const longEnough = s.durationMs > 2 * 60_000
+    check("RSS levels off under load (peak of the second half vs the first, after its first minute)",
+      second - first <= m.tolerance.rssPlateauBytes,
+      `${mib(first)} -> ${mib(second)} (${mib(second - first)}, tolerance ${mib(m.tolerance.rssPlateauBytes)})` +
+        (longEnough ? "" : "; not gating: a load of 2 minutes or less ends while RSS still climbs to its high-water mark"),
+      longEnough)
     check("RSS back to baseline (after GC)", m.after.rssBytes - m.baseline.rssBytes <= m.tolerance.rssAfterBytes,
       `${mib(m.baseline.rssBytes)} -> ${mib(m.after.rssBytes)} (${mib(m.after.rssBytes - m.baseline.rssBytes)}; the allocator keeps freed memory, see docs/reliability.md)`,
       false)

@@ -419,11 +419,17 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
   const base = results.memory.baseline
   const withIdle = results.memory.withIdleSessions!
   const mib = 1024 * 1024
+  // RSS climbs to the allocator's high-water mark in about the first minute of load
+  // (docs/reliability.md), so the halves compared start after it.
   const load = results.timeline.filter((p) => p.phase === "load")
   const peakOf = (points: typeof load) => Math.max(0, ...points.map((p) => p.rssMiB)) * mib
   if (load.length >= 2) {
-    const middle = (load[0]!.atS + load[load.length - 1]!.atS) / 2
-    results.memory.loadHalvesRssBytes = [peakOf(load.filter((p) => p.atS <= middle)), peakOf(load.filter((p) => p.atS > middle))]
+    const start = load[0]!.atS + (load[load.length - 1]!.atS - load[0]!.atS > 120 ? 60 : 0)
+    const middle = (start + load[load.length - 1]!.atS) / 2
+    results.memory.loadHalvesRssBytes = [
+      peakOf(load.filter((p) => p.atS >= start && p.atS <= middle)),
+      peakOf(load.filter((p) => p.atS > middle))
+    ]
   } else {
     results.harnessErrors.push("the load was too short for two memory samples (2 s apart)")
   }
