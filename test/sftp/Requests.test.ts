@@ -3,13 +3,15 @@
  * client against a real server, with their error paths.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import { Context, Deferred, Effect, Stream } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type ssh2 from "ssh2"
 import { Events } from "../../src/services/Events.js"
+import { Sessions } from "../../src/services/Sessions.js"
 import { call, connect, packet, rawChannel } from "../utils/SftpClient.js"
+import * as FaultyJail from "../utils/FaultyJail.js"
 import { testServer } from "../utils/TestServer.js"
 
 const FX = { Ok: 0, Eof: 1, NoSuchFile: 2, PermissionDenied: 3, Failure: 4, BadMessage: 5, OpUnsupported: 8 } as const
@@ -265,5 +267,44 @@ describe("SFTP requests", () => {
       // Other sessions are unaffected.
       const { sftp } = yield* connect(server.port, "alice", { password: "alice-password" })
       assert.strictEqual(yield* call<string>((cb) => sftp.realpath(".", cb)), "/")
+    }))
+
+  // Found by test/fuzz: a session that ended between the open of a file and its
+  // entry in the handle table left the fd open in no table, one per OPEN of a
+  // client that opens a channel, sends OPEN and leaves (an fd exhaustion).
+  it.effect("an OPEN in flight when the client leaves: its file is still closed with the session", () =>
+    Effect.gen(function*() {
+      const faulty = FaultyJail.make()
+      const server = yield* testServer({ jail: faulty.layer })
+      const held = path.join(server.roots["alice"]!, "held")
+      const release = Deferred.makeUnsafe<void>()
+      yield* faulty.arm({
+        openFile: (p, _mode, real, tools) =>
+          p === "/held" ? real.pipe(Effect.tap(() => tools.fired), Effect.tap(() => Deferred.await(release))) : real
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const raw = yield* rawChannel(server.port, "alice", { password: "alice-password" })
+        yield* raw.send(packet(1, 3))
+        yield* raw.next
+        yield* raw.send(packet(3, 1, "held", 0x1a, 0))
+        // The file is open in the server; the client now disconnects.
+        yield* faulty.awaitFired(1)
+      }))
+      // A round trip on another connection: by now the server has seen the first one go.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const other = yield* rawChannel(server.port, "alice", { password: "alice-password" })
+        yield* other.send(packet(1, 3))
+        yield* other.next
+      }))
+      yield* Deferred.succeed(release, undefined)
+      yield* Context.get(server.context, Sessions).awaitEmpty
+      const leaked = fs.readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/self/fd/${fd}`) === held
+        } catch {
+          return false
+        }
+      })
+      assert.deepStrictEqual(leaked, [], "the opened file's fd outlived its session")
     }))
 })

@@ -216,9 +216,12 @@ const handlers: { readonly [T in Handled["_tag"]]: Handler<Extract<Handled, { re
       const path = yield* resolve(request.path)
       const mode = openMode(request.pflags)
       yield* ctx.access.open(path, mode)
-      const opened = yield* ctx.jail.openFile(path, mode)
-      const entry: Handles.FileEntry = { _tag: "File", file: opened, path, writable: mode.write, append: mode.append === true, lock: Handles.makeLock(), failed: false }
-      const handle = yield* ctx.handles.add(entry).pipe(Effect.tapError(() => Effect.ignore(opened.close)))
+      // Opened and registered in one uninterruptible step: a session ended between the
+      // two would leave the fd open in no table, one per request of a client that leaves.
+      const handle = yield* Effect.uninterruptible(Effect.flatMap(ctx.jail.openFile(path, mode), (opened) => {
+        const entry: Handles.FileEntry = { _tag: "File", file: opened, path, writable: mode.write, append: mode.append === true, lock: Handles.makeLock(), failed: false }
+        return ctx.handles.add(entry).pipe(Effect.tapError(() => Effect.ignore(opened.close)))
+      }))
       return [Codec.encodeHandle(request.id, handle)]
     }),
   Close: close,
@@ -278,10 +281,11 @@ const handlers: { readonly [T in Handled["_tag"]]: Handler<Extract<Handled, { re
     Effect.gen(function*() {
       const path = yield* resolve(request.path)
       yield* ctx.access.list(path)
-      const directory = yield* ctx.jail.openDirectory(path)
-      const handle = yield* ctx.handles.add({ _tag: "Directory", directory, path, lock: Handles.makeLock() }).pipe(
-        Effect.tapError(() => directory.close)
-      )
+      // As for Open: never an open directory fd outside the handle table.
+      const handle = yield* Effect.uninterruptible(Effect.flatMap(ctx.jail.openDirectory(path), (directory) =>
+        ctx.handles.add({ _tag: "Directory", directory, path, lock: Handles.makeLock() }).pipe(
+          Effect.tapError(() => directory.close)
+        )))
       return [Codec.encodeHandle(request.id, handle)]
     }),
   Readdir: (ctx, request, now) =>
