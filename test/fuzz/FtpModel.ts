@@ -137,11 +137,15 @@ export const referenceLines = (stream: Buffer, maxLineBytes: number): ReferenceL
  * undefined when it is nothing but well-formed replies (RFC 959 §4.2):
  * CRLF-terminated lines, each a 3-digit code and " " or "-", multi-line
  * replies whose middle lines start with a space (so none passes for a last
- * line), and no CR, LF or NUL anywhere but in the line ends.
+ * line), and no CR, LF or NUL anywhere but in the line ends. With `cut`, the
+ * transcript may stop anywhere (the client left): only whole lines are checked.
  */
-export const replyTranscriptProblem = (transcript: string): string | undefined => {
-  if (!transcript.endsWith("\r\n")) return `does not end with CRLF: ${JSON.stringify(transcript.slice(-80))}`
-  const body = transcript.slice(0, -2)
+export const replyTranscriptProblem = (transcript: string, options: { readonly cut?: boolean } = {}): string | undefined => {
+  // A client that dropped the connection may have stopped reading in the middle of a reply.
+  const whole = options.cut === true ? transcript.slice(0, transcript.lastIndexOf("\r\n") + 2) : transcript
+  if (whole === "" && options.cut === true) return undefined
+  if (!whole.endsWith("\r\n")) return `does not end with CRLF: ${JSON.stringify(whole.slice(-80))}`
+  const body = whole.slice(0, -2)
   if (/[\r\n\u0000]/.test(body.replace(/\r\n/g, ""))) {
     const at = body.replace(/\r\n/g, "  ").search(/[\r\n\u0000]/)
     return `a CR, LF or NUL inside a reply line: ${JSON.stringify(body.slice(Math.max(0, at - 60), at + 20))}`
@@ -157,5 +161,5 @@ export const replyTranscriptProblem = (transcript: string): string | undefined =
     if (!match) return `not a reply line: ${JSON.stringify(line.slice(0, 80))}`
     if (match[2] === "-") open = match[1]
   }
-  return open === undefined ? undefined : `multi-line ${open} reply never ended`
+  return open === undefined || options.cut === true ? undefined : `multi-line ${open} reply never ended`
 }

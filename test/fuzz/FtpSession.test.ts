@@ -15,19 +15,22 @@
  * error occurred and memory stayed bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Context, Effect } from "effect"
 import fc from "fast-check"
-import { connect } from "../utils/FtpRawClient.js"
+import { Sessions } from "../../src/services/Sessions.js"
+import { connect, type FtpRawClient } from "../utils/FtpRawClient.js"
 import { replyTranscriptProblem, streamPieceArbitrary } from "./FtpModel.js"
 import { fuzzParameters, fuzzReport, fuzzTimeout } from "./FuzzRuns.js"
 import { fuzzServer, password, resetRoot } from "./FuzzServer.js"
-import { errorLog, memoryInUse, mib, watchProcess } from "./ProcessHealth.js"
+import { errorLog, memoryInUse, mib, openFds, watchProcess } from "./ProcessHealth.js"
 import { split } from "./SftpModel.js"
 
 interface Case {
   readonly login: boolean
   readonly stream: Buffer
   readonly cuts: ReadonlyArray<number>
+  /** The client ends with QUIT, or drops the connection right after the stream. */
+  readonly drop: boolean
 }
 
 describe("FTP control connection (property-based, real server)", () => {
@@ -38,16 +41,17 @@ describe("FTP control connection (property-based, real server)", () => {
     Effect.gen(function*() {
       const watch = yield* watchProcess
       const server = yield* fuzzServer
-      const other = yield* connect(server.ftpPort)
-      yield* other.login("alice", password)
       const outside = server.outside()
       const extra = [server.root, server.base, `${server.root}2`].map((p) => p.slice(1))
       const fuzzCase: fc.Arbitrary<Case> = fc.record({
         login: fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
         stream: fc.array(streamPieceArbitrary(4096, extra), { minLength: 1, maxLength: 16 }).map((pieces) => Buffer.concat(pieces)),
-        cuts: fc.array(fc.nat(), { maxLength: 8 })
+        cuts: fc.array(fc.nat(), { maxLength: 8 }),
+        drop: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
       })
-      const outcomes = { quit: 0, closedEarly: 0 }
+      const outcomes = { quit: 0, closedEarly: 0, dropped: 0 }
+      // Another logged-in session, open while the cases run.
+      let other: FtpRawClient | undefined
 
       const runCase = (c: Case) =>
         Effect.scoped(Effect.gen(function*() {
@@ -55,34 +59,51 @@ describe("FTP control connection (property-based, real server)", () => {
           const client = yield* connect(server.ftpPort)
           if (c.login) yield* client.login("alice", password)
           for (const chunk of split(c.stream, c.cuts)) yield* client.write(chunk)
-          // CRLF ends whatever line (or Telnet sequence) the stream left open; QUIT then ends the session.
-          yield* client.write("\r\nQUIT\r\n")
+          if (c.drop) {
+            // Gone with commands (and maybe a transfer) in progress: the server must clean up alone.
+            client.raw.destroy()
+          } else {
+            // CRLF ends whatever line (or Telnet sequence) the stream left open; QUIT then ends the session.
+            yield* client.write("\r\nQUIT\r\n")
+          }
           yield* client.closed
           const transcript = client.transcript()
-          const problem = replyTranscriptProblem(transcript)
+          const problem = replyTranscriptProblem(transcript, { cut: c.drop })
           if (problem !== undefined) return yield* Effect.fail(new Error(problem))
-          if (transcript.includes("\r\n221 ")) outcomes.quit++
+          if (c.drop) outcomes.dropped++
+          else if (transcript.includes("\r\n221 ")) outcomes.quit++
           else outcomes.closedEarly++
           // Another logged-in session is unaffected.
-          assert.strictEqual((yield* other.command("NOOP")).code, 200)
-          const mlst = yield* other.command("MLST /")
+          assert.strictEqual((yield* other!.command("NOOP")).code, 200)
+          const mlst = yield* other!.command("MLST /")
           assert.strictEqual(mlst.code, 250, mlst.text)
           assert.strictEqual(server.outside(), outside, "something outside the root changed")
         }))
 
       const before = yield* memoryInUse
-      yield* Effect.promise(() =>
-        fc.assert(fc.asyncProperty(fuzzCase, (c) => Effect.runPromise(runCase(c))), runs)
-      )
+      const fdsBefore = openFds()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const logged = yield* connect(server.ftpPort)
+        yield* logged.login("alice", password)
+        other = logged
+        yield* Effect.promise(() => fc.assert(fc.asyncProperty(fuzzCase, (c) => Effect.runPromise(runCase(c))), runs))
+      }))
+      // Sessions whose client vanished end on the server's time: wait for all of them to be gone.
+      yield* Context.get(server.context, Sessions).awaitEmpty
       const after = yield* memoryInUse
+      const fdsAfter = openFds()
       assert.isAbove(outcomes.quit, 0)
       assert.deepStrictEqual(watch.errors(), [])
       assert.deepStrictEqual(log.entries(), [], `${log.count()} errors logged`)
       assert.isBelow(after - before, 64 * 1024 * 1024, `memory grew from ${mib(before)} to ${mib(after)}`)
+      assert.isBelow(fdsAfter - fdsBefore, 16, `open file descriptors went from ${fdsBefore} to ${fdsAfter}`)
       // A new session still logs in.
       const fresh = yield* connect(server.ftpPort)
       yield* fresh.login("alice", password)
       assert.strictEqual((yield* fresh.command("PWD")).code, 257)
-      fuzzReport(`FTP control: ${runs.numRuns} cases, ${outcomes.quit} ended by QUIT, ${outcomes.closedEarly} closed earlier by the server; memory ${mib(before)} -> ${mib(after)}`)
+      fuzzReport(
+        `FTP control: ${runs.numRuns} cases, ${outcomes.quit} ended by QUIT, ${outcomes.closedEarly} closed earlier by the server, ` +
+          `${outcomes.dropped} dropped by the client; memory ${mib(before)} -> ${mib(after)}, fds ${fdsBefore} -> ${fdsAfter}`
+      )
     }).pipe(Effect.provide(log.layer)), fuzzTimeout(runs.numRuns ?? 0, 300))
 })

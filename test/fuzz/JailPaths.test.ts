@@ -21,7 +21,7 @@ import { tempDir } from "../utils/TempDir.js"
 import { outsideDigest, plantCanaries } from "./Canary.js"
 import { fuzzParameters, fuzzTimeout } from "./FuzzRuns.js"
 import { resetRoot } from "./FuzzServer.js"
-import { watchProcess } from "./ProcessHealth.js"
+import { openFds, watchProcess } from "./ProcessHealth.js"
 import { pathArbitrary } from "./SftpModel.js"
 
 const controls = /[\u0000-\u001f\u007f]/
@@ -189,6 +189,7 @@ describe("Jail on the native addon (property-based)", () => {
       )
 
       const outcomes = { ok: 0, refused: 0 }
+      const fdsBefore = openFds()
       yield* Effect.promise(() =>
         fc.assert(
           fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 10 }), (ops) =>
@@ -226,6 +227,8 @@ describe("Jail on the native addon (property-based)", () => {
           runs
         )
       )
+      // Every file and directory the operations opened was closed again.
+      assert.strictEqual(openFds(), fdsBefore)
       assert.isAbove(outcomes.ok, 0)
       assert.isAbove(outcomes.refused, 0)
       assert.deepStrictEqual(watch.errors(), [])

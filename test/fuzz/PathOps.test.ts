@@ -16,7 +16,7 @@ import { canarySecret } from "./Canary.js"
 import { argumentArbitrary, replyTranscriptProblem } from "./FtpModel.js"
 import { fuzzParameters, fuzzReport, fuzzTimeout } from "./FuzzRuns.js"
 import { fuzzServer, password, resetRoot } from "./FuzzServer.js"
-import { errorLog, memoryInUse, mib, watchProcess } from "./ProcessHealth.js"
+import { errorLog, memoryInUse, mib, openFds, watchProcess } from "./ProcessHealth.js"
 import { encodeAttrs, frame, friendlyPaths, pathArbitrary, sshString, u32, u64, u8 } from "./SftpModel.js"
 import { openChannel, parseReply, type SftpChannel, sshLogin } from "./SftpWire.js"
 import { SftpPacket } from "../../src/protocols/sftp/Wire.js"
@@ -182,6 +182,7 @@ describe("paths through SFTP and FTP (property-based, real server)", () => {
       let reads = 0
 
       const before = yield* memoryInUse
+      const fdsBefore = openFds()
       yield* Effect.promise(() =>
         fc.assert(
           fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 8 }), (steps) =>
@@ -205,12 +206,14 @@ describe("paths through SFTP and FTP (property-based, real server)", () => {
         )
       )
       const after = yield* memoryInUse
+      const fdsAfter = openFds()
       assert.isFalse(channel.isClosed())
       assert.isFalse(ftp.isClosed())
       assert.isAbove(reads, 0)
       assert.deepStrictEqual(watch.errors(), [])
       assert.deepStrictEqual(log.entries(), [], `${log.count()} errors logged`)
       assert.isBelow(after - before, 64 * 1024 * 1024, `memory grew from ${mib(before)} to ${mib(after)}`)
-      fuzzReport(`paths through both protocols: ${runs.numRuns} cases, ${reads} reads returned data; memory ${mib(before)} -> ${mib(after)}`)
+      assert.isBelow(fdsAfter - fdsBefore, 16, `open file descriptors went from ${fdsBefore} to ${fdsAfter}`)
+      fuzzReport(`paths through both protocols: ${runs.numRuns} cases, ${reads} reads returned data; memory ${mib(before)} -> ${mib(after)}, fds ${fdsBefore} -> ${fdsAfter}`)
     }).pipe(Effect.provide(log.layer)), fuzzTimeout(runs.numRuns ?? 0, 300))
 })

@@ -1,7 +1,8 @@
 /**
  * What the fuzzers check about the process around the server under test: no
  * uncaught exception or unhandled rejection while a property runs, and memory
- * that does not grow without bound across thousands of hostile cases.
+ * and file descriptors that do not grow without bound across thousands of
+ * hostile cases.
  *
  * The server runs in the test's own process, so a crash would be an uncaught
  * exception here; vitest reports those only at the end of the run, detached
@@ -17,6 +18,7 @@
  * for the test to assert there were none.
  */
 import { Cause, Effect, Layer, Logger, LogLevel } from "effect"
+import * as fs from "node:fs"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 
@@ -95,3 +97,12 @@ export const errorLog = (): ErrorLog => {
   })
   return { layer: Logger.layer([logger]), entries: () => entries.slice(), count: () => count }
 }
+
+/**
+ * File descriptors open in this process (sockets and files of the server and
+ * of the test's clients), from /proc: a server that leaks an fd per aborted
+ * session shows as a count that grows with the number of cases.
+ * @category testing
+ */
+export const openFds = (): number => fs.readdirSync("/proc/self/fd").length
+

@@ -13,8 +13,9 @@
  * short, nothing may come after it. A REALPATH sentinel after the batch proves
  * that an open session answered everything. After every case a second,
  * concurrently open session still answers REALPATH and STAT, nothing outside
- * the user's root changed, and across the run no uncaught exception or
- * unhandled rejection occurred and memory stayed bounded.
+ * the user's root changed. Some cases send everything and close the channel
+ * at once. Across the run no uncaught exception, unhandled rejection or
+ * logged error occurred, and memory and open file descriptors stayed bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
@@ -23,7 +24,7 @@ import * as path from "node:path"
 import { defaultMaxPacketLength, SftpPacket } from "../../src/protocols/sftp/Wire.js"
 import { fuzzParameters, fuzzReport, fuzzTimeout } from "./FuzzRuns.js"
 import { fuzzServer, password, resetRoot } from "./FuzzServer.js"
-import { errorLog, memoryInUse, mib, watchProcess } from "./ProcessHealth.js"
+import { errorLog, memoryInUse, mib, openFds, watchProcess } from "./ProcessHealth.js"
 import { frame, handleBurstArbitrary, mutatedArbitrary, openArbitrary, pathArbitrary, referenceFrames, requestArbitrary, split, sshString, u32, u8 } from "./SftpModel.js"
 import { allowedReplies, openChannel, parseReply, type SftpChannel, sshLogin } from "./SftpWire.js"
 
@@ -36,6 +37,8 @@ interface Batch {
   readonly cuts: ReadonlyArray<number>
   /** Packets after which the client waits for the replies so far. */
   readonly pauses: ReadonlyArray<number>
+  /** The client sends everything and closes the channel at once, without reading a reply. */
+  readonly abort: boolean
 }
 
 const sentinelId = 0xfffffff0
@@ -207,18 +210,26 @@ describe("SFTP session (property-based, real server)", () => {
         pauses: fc.oneof(
           { weight: 2, arbitrary: fc.array(fc.nat(), { maxLength: 6 }) },
           { weight: 1, arbitrary: fc.constant(Array.from({ length: 64 }, (_, i) => i)) }
-        )
+        ),
+        abort: fc.oneof({ weight: 6, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
       })
 
-      const outcomes = { answered: 0, closed: 0 }
+      const outcomes = { answered: 0, closed: 0, aborted: 0 }
       let healthId = 1
       const before = yield* memoryInUse
+      const fdsBefore = openFds()
       const runCase = (b: Batch) =>
         Effect.gen(function*() {
           resetRoot(server.root)
           const stream = wire(b)
           const outcome = yield* Effect.scoped(Effect.gen(function*() {
             const channel = yield* openChannel(fuzzing.client)
+            if (b.abort) {
+              // Requests in flight when the client leaves: the server must drop them and close every handle.
+              for (const chunk of split(stream, b.cuts)) yield* channel.send(chunk)
+              yield* channel.close
+              return "aborted" as const
+            }
             const result = yield* checkSession(channel, stream, b.pauses, b.cuts)
             yield* channel.close
             return result
@@ -236,17 +247,22 @@ describe("SFTP session (property-based, real server)", () => {
         )
       )
       const after = yield* memoryInUse
+      const fdsAfter = openFds()
       // Both outcomes happened: the batches reached the handlers and the close paths.
       assert.isAbove(outcomes.answered, 0)
       assert.isAbove(outcomes.closed, 0)
       assert.deepStrictEqual(watch.errors(), [])
       assert.deepStrictEqual(log.entries(), [], `${log.count()} errors logged`)
       assert.isBelow(after - before, 64 * 1024 * 1024, `memory grew from ${mib(before)} to ${mib(after)}`)
+      assert.isBelow(fdsAfter - fdsBefore, 16, `open file descriptors went from ${fdsBefore} to ${fdsAfter}`)
       // A new session still works after the run.
       const fresh = yield* openChannel(healthy.client)
       yield* fresh.send(initPacket)
       assert.strictEqual((yield* fresh.next)[0], SftpPacket.Version)
       yield* healthCheck(fresh, 1)
-      fuzzReport(`SFTP sessions: ${runs.numRuns} cases, ${outcomes.answered} answered in full, ${outcomes.closed} closed by the server; memory ${mib(before)} -> ${mib(after)}`)
+      fuzzReport(
+        `SFTP sessions: ${runs.numRuns} cases, ${outcomes.answered} answered in full, ${outcomes.closed} closed by the server, ${outcomes.aborted} abandoned by the client; ` +
+          `memory ${mib(before)} -> ${mib(after)}, fds ${fdsBefore} -> ${fdsAfter}`
+      )
     }).pipe(Effect.provide(log.layer)), fuzzTimeout(runs.numRuns ?? 0, 200))
 })
