@@ -232,6 +232,20 @@ const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath): Fi
   }
 }
 
+/**
+ * A file opened for writing loses its setuid and setgid bits, as the kernel does
+ * for a writer without CAP_FSETID. A server running as root has that capability,
+ * so without this a client could overwrite the contents of a setuid file planted
+ * in its root by someone else and keep the bit.
+ */
+const dropSetId = (file: FileHandle): Effect.Effect<void, JailError> =>
+  file.stat.pipe(
+    Effect.flatMap((stat) =>
+      (stat.mode & 0o6000) === 0 ? Effect.void : file.setAttributes({ mode: stat.mode & 0o1777 })
+    ),
+    Effect.tapError(() => Effect.ignore(file.close))
+  )
+
 const makeDirectoryHandle = (binding: JailBinding, fd: number, path: VirtualPath): DirectoryHandle => {
   let closed = false
   return {
@@ -268,7 +282,8 @@ const makeHandle = (binding: JailBinding, options: Required<JailNativeOptions>, 
       syscall("lstat", path, () => binding.lstat(rootFd, rel(path))).pipe(Effect.map((s) => toFileStat(binding, s))),
     openFile: (path, mode) =>
       syscall("open", path, () => binding.open(rootFd, rel(path), openFlags(binding, mode), options.fileMode)).pipe(
-        Effect.map((fd) => makeFileHandle(binding, fd, path))
+        Effect.map((fd) => makeFileHandle(binding, fd, path)),
+        Effect.tap((file) => (mode.write ? dropSetId(file) : Effect.void))
       ),
     openDirectory,
     list: (path, batch = 256) =>

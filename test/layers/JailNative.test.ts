@@ -238,6 +238,21 @@ describe("JailNative", () => {
         assert.strictEqual(yield* reasonOf(jail.rename(raw("/"), raw("/x"), { overwrite: false })), "InvalidPath")
       }))
 
+    it.effect("a setuid/setgid file planted in the root loses those bits when opened for writing, even by root", () =>
+      Effect.gen(function*() {
+        const { jail, root } = yield* world
+        const planted = path.join(root, "planted-suid")
+        fs.writeFileSync(planted, "#!/bin/sh\n")
+        fs.chmodSync(planted, 0o6755)
+        const reading = yield* jail.openFile(raw("/planted-suid"), { read: true, write: false })
+        yield* reading.close
+        assert.strictEqual(fs.statSync(planted).mode & 0o7777, 0o6755, "reading leaves the mode alone")
+        const writing = yield* jail.openFile(raw("/planted-suid"), { read: false, write: true })
+        yield* writing.write(0, Buffer.from("#!/bin/sh\nid\n"))
+        yield* writing.close
+        assert.strictEqual(fs.statSync(planted).mode & 0o7777, 0o755)
+      }))
+
     it.effect("FIFOs and device nodes planted in the root are refused without blocking", () =>
       Effect.gen(function*() {
         const { jail, root } = yield* world
