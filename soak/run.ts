@@ -330,8 +330,8 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
     results.transfers.uploadEvents = server.uploadEvents() - uploadEventsBefore
     results.transfers.droppedEvents = await server.droppedEvents()
     results.memory.peakDuringLoad = {
-      rssBytes: peak(["load"], (p) => p.rssMiB) * 1024 * 1024,
-      heapUsedBytes: peak(["load"], (p) => p.heapUsedMiB) * 1024 * 1024
+      rssBytes: Math.round(peak(["load"], (p) => p.rssMiB) * 1024 * 1024),
+      heapUsedBytes: Math.round(peak(["load"], (p) => p.heapUsedMiB) * 1024 * 1024)
     }
     results.fds.peakDuringLoad = peak(["load"], (p) => p.fds)
     idle.send({ type: "check" })
@@ -422,7 +422,7 @@ const run = async (fixture: ReturnType<typeof makeFixture>, server: ServerUnderT
   // RSS climbs to the allocator's high-water mark in about the first minute of load
   // (docs/reliability.md), so the halves compared start after it.
   const load = results.timeline.filter((p) => p.phase === "load")
-  const peakOf = (points: typeof load) => Math.max(0, ...points.map((p) => p.rssMiB)) * mib
+  const peakOf = (points: typeof load) => Math.round(Math.max(0, ...points.map((p) => p.rssMiB)) * mib)
   if (load.length >= 2) {
     const start = load[0]!.atS + (load[load.length - 1]!.atS - load[0]!.atS > 120 ? 60 : 0)
     const middle = (start + load[load.length - 1]!.atS) / 2
