@@ -26,7 +26,7 @@ const rows = (r: Results): Array<[string, string, string]> => {
   out.push(["settings", "idle sessions", `${s.sftpSessions} SFTP + ${s.ftpSessions} FTPS`])
   out.push(["settings", "transfers", `${s.transfers} at once, ${mib(s.fileBytes)} files`])
   out.push(["settings", "pre-auth", `${s.preAuthConnections} silent connections, handshake timeout ${s.handshakeTimeoutMs / 1000} s`])
-  out.push(["settings", "pre-auth caps", typeof r.preAuthCaps === "string" ? r.preAuthCaps : r.preAuthCaps ? `${r.preAuthCaps.maxPreAuthConnections} total, ${r.preAuthCaps.maxPreAuthConnectionsPerIp} per IP (${r.preAuthCaps.where})` : "-"])
+  out.push(["settings", "pre-auth caps", `${s.maxPreAuthConnections} in all, ${s.maxPreAuthConnectionsPerIp} per client IP`])
   const mem = r.memory
   out.push(["memory", "forced GC", r.gcForced ? "yes (--expose-gc)" : "NO: node without --expose-gc"])
   out.push(["memory", "baseline RSS / heap", `${mib(mem.baseline?.rssBytes)} / ${mib(mem.baseline?.heapUsedBytes)}`])

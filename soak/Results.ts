@@ -62,8 +62,6 @@ export interface Results {
   finishedAt?: string
   machine: MachineDescription
   settings: Settings
-  /** The server config's pre-auth caps as set for the run, or why they were not. */
-  preAuthCaps?: { readonly where: string; readonly maxPreAuthConnections: number; readonly maxPreAuthConnectionsPerIp: number } | string
   gcForced: boolean
   memory: {
     baseline?: Gauges

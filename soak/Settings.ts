@@ -26,7 +26,7 @@ export interface Settings {
   readonly openParallel: number
   /** SOAK_USERS: users for the idle sessions, and as many for the transfers (each with its own temp root). */
   readonly users: number
-  /** SOAK_MAX_PREAUTH, SOAK_MAX_PREAUTH_PER_IP: the server's pre-auth caps, when its config has them. */
+  /** SOAK_MAX_PREAUTH, SOAK_MAX_PREAUTH_PER_IP: the server's maxPreAuthConnections and maxPreAuthConnectionsPerIp. */
   readonly maxPreAuthConnections: number
   readonly maxPreAuthConnectionsPerIp: number
 }

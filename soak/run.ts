@@ -24,7 +24,7 @@
  * non-zero when an invariant (Invariants.ts) fails or the harness itself broke.
  */
 import * as fs from "node:fs"
-import { FtpConfig, ServerConfig, SftpConfig } from "portcullis"
+import type { ServerConfigInput } from "portcullis"
 import { ClientProcess } from "./ClientProcess.ts"
 import { measureDelay, resolutionMs } from "./EventLoopDelay.ts"
 import { makeFixture, type User } from "./Fixture.ts"
@@ -117,51 +117,16 @@ const waitFor = async (what: string, timeoutMs: number, condition: () => boolean
   }
 }
 
-/**
- * The pre-auth caps, when this version's config has them (another change adds
- * them): set explicitly, so the run does not depend on their defaults.
- */
-const preAuthCaps = (config: Record<string, unknown>, sections: Record<string, Record<string, unknown>>) => {
-  const caps = { maxPreAuthConnections: settings.maxPreAuthConnections, maxPreAuthConnectionsPerIp: settings.maxPreAuthConnectionsPerIp }
-  const has = (schema: unknown) => {
-    const fields = (schema as { readonly fields?: Record<string, unknown> }).fields ?? {}
-    return Object.keys(caps).every((key) => key in fields)
-  }
-  const where: Array<string> = []
-  if (has(ServerConfig)) {
-    Object.assign(config, caps)
-    where.push("top level")
-  }
-  for (const [name, schema] of [["sftp", SftpConfig], ["ftp", FtpConfig]] as const) {
-    if (has(schema)) {
-      Object.assign(sections[name]!, caps)
-      where.push(name)
-    }
-  }
-  results.preAuthCaps = where.length > 0 ? { where: where.join(", "), ...caps } : "not in this version's config (no caps)"
-}
-
-const serverConfig = (fixture: ReturnType<typeof makeFixture>) => {
-  const sftp: Record<string, unknown> = {
-    address: "127.0.0.1:0",
-    hostKeyFiles: [fixture.hostKeyFile],
-    handshakeTimeout: `${settings.handshakeTimeoutMs} millis`
-  }
-  const ftp: Record<string, unknown> = {
-    address: "127.0.0.1:0",
-    passivePorts: "40000-49999",
-    tls: { certFile: fixture.certFile, keyFile: fixture.keyFile }
-  }
-  const users = [...fixture.idleUsers, ...fixture.transferUsers, fixture.prober]
-  const config: Record<string, unknown> = {
-    sftp,
-    ftp,
-    idleTimeout: `${settings.idleTimeoutMs} millis`,
-    users: users.map((u) => ({ username: u.username, password: u.password, root: u.root }))
-  }
-  preAuthCaps(config, { sftp, ftp })
-  return config
-}
+/** The server's config: ports chosen by the OS, the fixture's keys and users, the soak's timeouts and caps. */
+const serverConfig = (fixture: ReturnType<typeof makeFixture>): ServerConfigInput => ({
+  sftp: { address: "127.0.0.1:0", hostKeyFiles: [fixture.hostKeyFile], handshakeTimeout: `${settings.handshakeTimeoutMs} millis` },
+  ftp: { address: "127.0.0.1:0", passivePorts: "40000-49999", tls: { certFile: fixture.certFile, keyFile: fixture.keyFile } },
+  idleTimeout: `${settings.idleTimeoutMs} millis`,
+  // Set explicitly, so the flood's outcome does not move with the defaults.
+  maxPreAuthConnections: settings.maxPreAuthConnections,
+  maxPreAuthConnectionsPerIp: settings.maxPreAuthConnectionsPerIp,
+  users: [...fixture.idleUsers, ...fixture.transferUsers, fixture.prober].map((u) => ({ username: u.username, password: u.password, root: u.root }))
+})
 
 const login = (user: User) => ({ username: user.username, password: user.password })
 
