@@ -19,10 +19,10 @@ IDLE_SESSIONS=${BENCH_IDLE_SESSIONS:-1000}
 CASES=${BENCH_CASES:-"sftp_get_aes128gcm sftp_put_aes128gcm sftp_get_chacha20 sftp_put_chacha20 sftp_small_files sftp_logins sftp_concurrent_downloads ftp_get ftp_put ftps_get ftps_put"}
 BUSER=benchuser
 BPASS=${BENCH_PASSWORD:-Bench-pw-$RANDOM$RANDOM}
-SSH_PORT_PEER=${BENCH_SSHD_PORT:-42022}
-FTP_PORT_PEER=${BENCH_VSFTPD_PORT:-42021}
-SSH_PORT_PC=${BENCH_PC_SFTP_PORT:-43022}
-FTP_PORT_PC=${BENCH_PC_FTP_PORT:-43021}
+SSH_PORT_PEER=${BENCH_SSHD_PORT:-22022}
+FTP_PORT_PEER=${BENCH_VSFTPD_PORT:-22021}
+SSH_PORT_PC=${BENCH_PC_SFTP_PORT:-23022}
+FTP_PORT_PC=${BENCH_PC_FTP_PORT:-23021}
 CIPHERS="aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"
 
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh must run as root (it starts sshd/vsftpd and adds a user)" >&2; exit 1; }
@@ -124,8 +124,8 @@ isolate=NO
 isolate_network=NO
 pasv_enable=YES
 pasv_address=127.0.0.1
-pasv_min_port=44000
-pasv_max_port=44100
+pasv_min_port=24000
+pasv_max_port=24100
 connect_from_port_20=NO
 xferlog_enable=NO
 vsftpd_log_file=$WORK/vsftpd.log
@@ -149,7 +149,7 @@ cat > "$WORK/etc/portcullis.json" <<CONF
 {
   "sftp": { "address": "127.0.0.1:$SSH_PORT_PC", "hostKeyFiles": ["$WORK/etc/host_ed25519"],
             "ciphers": ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"] },
-  "ftp":  { "address": "127.0.0.1:$FTP_PORT_PC", "passivePorts": "45000-45100",
+  "ftp":  { "address": "127.0.0.1:$FTP_PORT_PC", "passivePorts": "25000-25100",
             "requireTLS": false, "requireSessionReuse": false,
             "tls": { "certFile": "$WORK/etc/tls.crt", "keyFile": "$WORK/etc/tls.key" } },
   "users": [ { "username": "$BUSER", "password": "$BPASS", "root": "$ROOT",

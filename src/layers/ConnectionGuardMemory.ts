@@ -102,18 +102,28 @@ export const make = (options: ConnectionGuardOptions = {}): Effect.Effect<Connec
       return false
     }
 
+    // The addresses behind the counts of the next refusal line; a flood from many
+    // addresses is reported as at least `maxLoggedAddresses` of them.
+    let unloggedAddresses = new Set<string>()
+    const maxLoggedAddresses = 1000
+
     const refuse = (reason: RefusalReason, key: string, now: number): Effect.Effect<Admission> => {
       refused[reason]++
       unlogged[reason]++
+      if (unloggedAddresses.size < maxLoggedAddresses) unloggedAddresses.add(key)
       const refusal: Admission = { _tag: "Refused", reason }
       if (lastLogMs !== undefined && now - lastLogMs < logIntervalMs) return Effect.succeed(refusal)
       const counts = unlogged
+      const addresses = unloggedAddresses.size
       unlogged = noRefusals()
+      unloggedAddresses = new Set()
       lastLogMs = now
       return Effect.logWarning("connections refused before authentication").pipe(
         Effect.annotateLogs({
           event: "connections_refused",
-          clientIp: key,
+          // The counts cover every address since the last line: name the last one and how many there were.
+          lastClientIp: key,
+          addresses,
           banned: counts.Banned,
           tooManyPreAuth: counts.TooManyPreAuth,
           tooManyPreAuthFromIp: counts.TooManyPreAuthFromIp

@@ -150,9 +150,9 @@ describe("ConnectionGuardMemory", () => {
         for (let i = 0; i < 5; i++) yield* guard.admit("10.0.0.3")
         yield* guard.admit("10.0.0.4")
         const refusals = logs.filter((l) => l["event"] === "connections_refused")
-        assert.deepStrictEqual(refusals.map((l) => [l["clientIp"], l["tooManyPreAuth"], l["banned"]]), [
-          ["10.0.0.2", 1, 0],
-          ["10.0.0.3", 9_999, 1]
+        assert.deepStrictEqual(refusals.map((l) => [l["lastClientIp"], l["addresses"], l["tooManyPreAuth"], l["banned"]]), [
+          ["10.0.0.2", 1, 1, 0],
+          ["10.0.0.3", 2, 9_999, 1]
         ])
         const bans = logs.filter((l) => l["event"] === "client_banned")
         assert.deepStrictEqual(bans.map((l) => [l["clientIp"], l["until"]]), [["10.0.0.3", new Date(10_000 + 15 * 60_000).toISOString()]])
