@@ -21,6 +21,7 @@ import * as net from "node:net"
 import * as path from "node:path"
 import type * as tls from "node:tls"
 import { Events, type UploadCompleted } from "../../src/services/Events.js"
+import { Sessions } from "../../src/services/Sessions.js"
 import {
   activeListener,
   acceptedData,
@@ -394,6 +395,25 @@ describe("FTPS (checklist C)", () => {
       const honest = yield* connect(server.ftpPort, { ca })
       yield* honest.secureLogin("alice")
       yield* honest.expect("PWD", 257)
+    }))
+
+  // Found by test/fuzz: the session's last step waited for the callback of
+  // end() on a socket destroyed after it ended and before it finished, which
+  // never comes; the session stayed (holding its pre-auth slot, or its jail
+  // after login) until the login or idle timeout.
+  it.effect("a client that sends AUTH TLS and vanishes: its session ends at once, before or after login", () =>
+    Effect.gen(function*() {
+      const server = yield* plainServer()
+      for (const login of [false, true]) {
+        for (let i = 0; i < 5; i++) {
+          const client = yield* connect(server.ftpPort)
+          if (login) yield* client.login("alice")
+          yield* client.write("AUTH TLS\r\n")
+          client.raw.destroy()
+        }
+      }
+      // TestClock never moves here: only the sessions noticing their sockets end them.
+      yield* Context.get(server.context, Sessions).awaitEmpty
     }))
 
   it.effect("requireTLS: USER/PASS in clear 534, PBSZ/PROT before AUTH 503, PROT before PBSZ 503, PROT C/CCC 534, PROT S/E 504", () =>

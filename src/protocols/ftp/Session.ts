@@ -599,6 +599,13 @@ export const serve = (
       const quit = typeof error === "object" && error !== null && "reason" in error && error.reason === "Quit"
       if (!quit) yield* Effect.logDebug("FTP session ended", error)
     }
-    // Let the last reply leave before the socket closes.
-    yield* Effect.callback<void>((resume) => void control.socket().end(() => resume(Effect.void)))
+    // Let the last reply leave before the socket closes. A socket destroyed after it
+    // ended but before it finished (the client left during AUTH TLS) never calls
+    // end's callback: its 'close' ends the wait too.
+    yield* Effect.callback<void>((resume) => {
+      const socket = control.socket()
+      if (socket.destroyed) return resume(Effect.void)
+      socket.once("close", () => resume(Effect.void))
+      socket.end(() => resume(Effect.void))
+    })
   })
