@@ -50,10 +50,9 @@ describe("FTP control connection (property-based, real server)", () => {
         drop: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
       })
       const outcomes = { quit: 0, closedEarly: 0, dropped: 0 }
-      // Another logged-in session, open while the cases run.
-      let other: FtpRawClient | undefined
 
-      const runCase = (c: Case) =>
+      /** One case; `other` is a logged-in session open while the cases run. */
+      const runCase = (other: FtpRawClient, c: Case) =>
         Effect.scoped(Effect.gen(function*() {
           resetRoot(server.root)
           const client = yield* connect(server.ftpPort)
@@ -74,8 +73,8 @@ describe("FTP control connection (property-based, real server)", () => {
           else if (transcript.includes("\r\n221 ")) outcomes.quit++
           else outcomes.closedEarly++
           // Another logged-in session is unaffected.
-          assert.strictEqual((yield* other!.command("NOOP")).code, 200)
-          const mlst = yield* other!.command("MLST /")
+          assert.strictEqual((yield* other.command("NOOP")).code, 200)
+          const mlst = yield* other.command("MLST /")
           assert.strictEqual(mlst.code, 250, mlst.text)
           assert.strictEqual(server.outside(), outside, "something outside the root changed")
         }))
@@ -83,10 +82,9 @@ describe("FTP control connection (property-based, real server)", () => {
       const before = yield* memoryInUse
       const fdsBefore = openFds()
       yield* Effect.scoped(Effect.gen(function*() {
-        const logged = yield* connect(server.ftpPort)
-        yield* logged.login("alice", password)
-        other = logged
-        yield* Effect.promise(() => fc.assert(fc.asyncProperty(fuzzCase, (c) => Effect.runPromise(runCase(c))), runs))
+        const other = yield* connect(server.ftpPort)
+        yield* other.login("alice", password)
+        yield* Effect.promise(() => fc.assert(fc.asyncProperty(fuzzCase, (c) => Effect.runPromise(runCase(other, c))), runs))
       }))
       // Sessions whose client vanished end on the server's time: wait for all of them to be gone.
       yield* Context.get(server.context, Sessions).awaitEmpty

@@ -152,7 +152,7 @@ const run = (jail: JailHandle, op: Op): Effect.Effect<unknown, JailError> | unde
 const reasonTags = new Set<string>(jailErrorReasonTags)
 
 describe("Jail on the native addon (property-based)", () => {
-  const runs = fuzzParameters<[ReadonlyArray<Op>]>(150, 2)
+  const runs = fuzzParameters<[ReadonlyArray<Op>]>(150, 4)
 
   it.effect(`random operations on random paths never touch anything outside the root (${runs.numRuns} cases)`, () =>
     Effect.gen(function*() {
