@@ -307,4 +307,43 @@ describe("SFTP requests", () => {
       })
       assert.deepStrictEqual(leaked, [], "the opened file's fd outlived its session")
     }))
+
+  // Found by test/fuzz: CLOSE took the handle out of the table before closing the
+  // file; a session ending in between left the fd in no table, never closed.
+  it.effect("a CLOSE in flight when the client leaves: the file is still closed", () =>
+    Effect.gen(function*() {
+      const faulty = FaultyJail.make()
+      const server = yield* testServer({ jail: faulty.layer })
+      const file = path.join(server.roots["alice"]!, "closing")
+      const release = Deferred.makeUnsafe<void>()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const raw = yield* rawChannel(server.port, "alice", { password: "alice-password" })
+        yield* raw.send(packet(1, 3))
+        yield* raw.next
+        yield* raw.send(packet(3, 1, "closing", 0x1a, 0))
+        const opened = yield* raw.next
+        const handle = opened.subarray(9, 9 + opened.readUInt32BE(5))
+        yield* faulty.arm({
+          close: (f, real, tools) => (f.path === "/closing" ? tools.fired.pipe(Effect.andThen(Deferred.await(release)), Effect.andThen(real)) : real)
+        })
+        yield* raw.send(packet(4, 2, handle))
+        // The CLOSE has taken the handle and is closing the file; the client now disconnects.
+        yield* faulty.awaitFired(1)
+      }))
+      yield* Effect.scoped(Effect.gen(function*() {
+        const other = yield* rawChannel(server.port, "alice", { password: "alice-password" })
+        yield* other.send(packet(1, 3))
+        yield* other.next
+      }))
+      yield* Deferred.succeed(release, undefined)
+      yield* Context.get(server.context, Sessions).awaitEmpty
+      const leaked = fs.readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/self/fd/${fd}`) === file
+        } catch {
+          return false
+        }
+      })
+      assert.deepStrictEqual(leaked, [], "the file's fd outlived its session")
+    }))
 })

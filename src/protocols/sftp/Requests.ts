@@ -161,16 +161,21 @@ const copyChunk = 64 * 1024
 
 const close = (ctx: RequestContext, request: Codec.Close) =>
   Effect.gen(function*() {
-    const entry = yield* ctx.handles.take(request.handle)
-    if (entry._tag === "Directory") {
-      yield* entry.directory.close
-      return ok(request.id)
-    }
-    const announced = entry.writable && !entry.failed && !isTemporary(ctx, entry.path)
-    const size = announced ? (yield* Effect.result(entry.file.stat)) : undefined
-    yield* entry.file.close
+    // Taken out of the table and closed in one uninterruptible step: a session
+    // ending in between would leave the fd in no table, never closed.
+    const closed = yield* Effect.uninterruptible(Effect.gen(function*() {
+      const entry = yield* ctx.handles.take(request.handle)
+      if (entry._tag === "Directory") {
+        yield* entry.directory.close
+        return undefined
+      }
+      const announced = entry.writable && !entry.failed && !isTemporary(ctx, entry.path)
+      const size = announced ? (yield* Effect.result(entry.file.stat)) : undefined
+      yield* entry.file.close
+      return size && Result.isSuccess(size) ? { path: entry.path, size: size.success.size } : undefined
+    }))
     // Announce only a clean close of a handle whose every write succeeded.
-    if (size && Result.isSuccess(size)) yield* announce(ctx, entry.path, size.success.size)
+    if (closed) yield* announce(ctx, closed.path, closed.size)
     return ok(request.id)
   })
 
