@@ -40,13 +40,22 @@ const cheapHash = (secret: string): string => {
  * @category testing
  */
 export const resetRoot = (root: string): void => {
-  for (const name of fs.readdirSync(root)) fs.rmSync(path.join(root, name), { recursive: true, force: true })
-  fs.chmodSync(root, 0o755)
-  fs.writeFileSync(path.join(root, "f"), "hello")
-  fs.mkdirSync(path.join(root, "d", "e"), { recursive: true })
-  fs.writeFileSync(path.join(root, "d", "g"), "inner")
-  fs.writeFileSync(path.join(root, "t.tmp"), "temp")
-  plantEscapeLinks(root)
+  // Requests of a session whose client left may still be running on the server
+  // and create entries while this runs (ENOTEMPTY, EEXIST): start over then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      for (const name of fs.readdirSync(root)) fs.rmSync(path.join(root, name), { recursive: true, force: true, maxRetries: 3 })
+      fs.chmodSync(root, 0o755)
+      fs.writeFileSync(path.join(root, "f"), "hello")
+      fs.mkdirSync(path.join(root, "d", "e"), { recursive: true })
+      fs.writeFileSync(path.join(root, "d", "g"), "inner")
+      fs.writeFileSync(path.join(root, "t.tmp"), "temp")
+      plantEscapeLinks(root)
+      return
+    } catch (error) {
+      if (attempt >= 5) throw error
+    }
+  }
 }
 
 /**

@@ -18,9 +18,11 @@
  * logged error occurred, and memory and open file descriptors stayed bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect } from "effect"
+import { Context, Deferred, Effect } from "effect"
 import fc from "fast-check"
 import * as path from "node:path"
+import type ssh2 from "ssh2"
+import { Sessions } from "../../src/services/Sessions.js"
 import { defaultMaxPacketLength, SftpPacket } from "../../src/protocols/sftp/Wire.js"
 import { fuzzParameters, fuzzReport, fuzzTimeout } from "./FuzzRuns.js"
 import { fuzzServer, password, resetRoot } from "./FuzzServer.js"
@@ -37,8 +39,11 @@ interface Batch {
   readonly cuts: ReadonlyArray<number>
   /** Packets after which the client waits for the replies so far. */
   readonly pauses: ReadonlyArray<number>
-  /** The client sends everything and closes the channel at once, without reading a reply. */
-  readonly abort: boolean
+  /**
+   * The client sends everything and leaves at once, without reading a reply:
+   * it closes the channel, or destroys the TCP connection under it.
+   */
+  readonly abort: "no" | "channel" | "connection"
 }
 
 const sentinelId = 0xfffffff0
@@ -166,11 +171,6 @@ describe("SFTP session (property-based, real server)", () => {
     Effect.gen(function*() {
       const watch = yield* watchProcess
       const server = yield* fuzzServer
-      const fuzzing = yield* sshLogin(server.sftpPort, "alice", password)
-      const healthy = yield* sshLogin(server.sftpPort, "alice", password)
-      const other = yield* openChannel(healthy.client)
-      yield* other.send(initPacket)
-      assert.strictEqual((yield* other.next)[0], SftpPacket.Version)
       const outside = server.outside()
 
       const paths = pathArbitrary([server.root, server.base, `${server.root}2`, path.join(server.base, "outside")].map((p) => p.slice(1)))
@@ -211,25 +211,31 @@ describe("SFTP session (property-based, real server)", () => {
           { weight: 2, arbitrary: fc.array(fc.nat(), { maxLength: 6 }) },
           { weight: 1, arbitrary: fc.constant(Array.from({ length: 64 }, (_, i) => i)) }
         ),
-        abort: fc.oneof({ weight: 6, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
+        abort: fc.oneof(
+          { weight: 12, arbitrary: fc.constant("no" as const) },
+          { weight: 2, arbitrary: fc.constant("channel" as const) },
+          { weight: 1, arbitrary: fc.constant("connection" as const) }
+        )
       })
 
       const outcomes = { answered: 0, closed: 0, aborted: 0 }
       let healthId = 1
-      const before = yield* memoryInUse
-      const fdsBefore = openFds()
-      const runCase = (b: Batch) =>
+      /** One case; `fuzzing` carries the case's channel, `other` is a session open all along. */
+      const runCase = (fuzzing: ssh2.Client, other: SftpChannel, b: Batch) =>
         Effect.gen(function*() {
           resetRoot(server.root)
           const stream = wire(b)
           const outcome = yield* Effect.scoped(Effect.gen(function*() {
-            const channel = yield* openChannel(fuzzing.client)
-            if (b.abort) {
+            if (b.abort !== "no") {
               // Requests in flight when the client leaves: the server must drop them and close every handle.
+              const own = b.abort === "connection" ? (yield* sshLogin(server.sftpPort, "alice", password)).client : fuzzing
+              const channel = yield* openChannel(own)
               for (const chunk of split(stream, b.cuts)) yield* channel.send(chunk)
-              yield* channel.close
+              if (b.abort === "connection") own.destroy()
+              else yield* channel.close
               return "aborted" as const
             }
+            const channel = yield* openChannel(fuzzing)
             const result = yield* checkSession(channel, stream, b.pauses, b.cuts)
             yield* channel.close
             return result
@@ -238,14 +244,28 @@ describe("SFTP session (property-based, real server)", () => {
           yield* healthCheck(other, healthId)
           healthId += 2
           assert.strictEqual(server.outside(), outside, "something outside the root changed")
-          assert.isFalse(Deferred.isDoneUnsafe(fuzzing.closed), "the fuzzed SSH connection was dropped")
         })
-      yield* Effect.promise(() =>
-        fc.assert(
-          fc.asyncProperty(batch, (b) => Effect.runPromise(runCase(b).pipe(Effect.mapError((e) => (typeof e === "string" ? new Error(e) : e))))),
-          runs
+
+      const before = yield* memoryInUse
+      const fdsBefore = openFds()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const fuzzing = yield* sshLogin(server.sftpPort, "alice", password)
+        const healthy = yield* sshLogin(server.sftpPort, "alice", password)
+        const other = yield* openChannel(healthy.client)
+        yield* other.send(initPacket)
+        assert.strictEqual((yield* other.next)[0], SftpPacket.Version)
+        yield* Effect.promise(() =>
+          fc.assert(
+            fc.asyncProperty(batch, (b) =>
+              Effect.runPromise(runCase(fuzzing.client, other, b).pipe(Effect.mapError((e) => (typeof e === "string" ? new Error(e) : e))))),
+            runs
+          )
         )
-      )
+        // Whatever the cases sent, the server never dropped the connection they shared.
+        assert.isFalse(Deferred.isDoneUnsafe(fuzzing.closed), "the fuzzed SSH connection was dropped")
+      }))
+      // Sessions whose client vanished end on the server's time: wait for all of them to be gone.
+      yield* Context.get(server.context, Sessions).awaitEmpty
       const after = yield* memoryInUse
       const fdsAfter = openFds()
       // Both outcomes happened: the batches reached the handlers and the close paths.
@@ -254,9 +274,9 @@ describe("SFTP session (property-based, real server)", () => {
       assert.deepStrictEqual(watch.errors(), [])
       assert.deepStrictEqual(log.entries(), [], `${log.count()} errors logged`)
       assert.isBelow(after - before, 64 * 1024 * 1024, `memory grew from ${mib(before)} to ${mib(after)}`)
-      assert.isBelow(fdsAfter - fdsBefore, 16, `open file descriptors went from ${fdsBefore} to ${fdsAfter}`)
+      assert.isBelow(fdsAfter - fdsBefore, 4, `open file descriptors went from ${fdsBefore} to ${fdsAfter}`)
       // A new session still works after the run.
-      const fresh = yield* openChannel(healthy.client)
+      const fresh = yield* openChannel((yield* sshLogin(server.sftpPort, "alice", password)).client)
       yield* fresh.send(initPacket)
       assert.strictEqual((yield* fresh.next)[0], SftpPacket.Version)
       yield* healthCheck(fresh, 1)
