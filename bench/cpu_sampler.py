@@ -53,8 +53,9 @@ def stop(_signum, _frame):
 signal.signal(signal.SIGTERM, stop)
 while running:
     t = own_ticks(root)
-    if t is not None:
-        last_root = t
+    if t is None:
+        break  # the server is gone (bench/run.sh interrupted): report what was seen
+    last_root = t
     stack = children(root)
     while stack:
         pid = stack.pop()

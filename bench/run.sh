@@ -145,6 +145,9 @@ CONF
 VSFTPD_PID=$!; PIDS+=("$VSFTPD_PID")
 
 # --- Portcullis ---------------------------------------------------------------
+# Every bench client comes from 127.0.0.1, and sftp_concurrent_downloads starts 50
+# logins at once: the per-IP pre-auth cap (32) is off, as sshd's MaxStartups
+# (10:30:100, random early drop) let those 50 through in every run here.
 cat > "$WORK/etc/portcullis.json" <<CONF
 {
   "sftp": { "address": "127.0.0.1:$SSH_PORT_PC", "hostKeyFiles": ["$WORK/etc/host_ed25519"],
@@ -152,6 +155,7 @@ cat > "$WORK/etc/portcullis.json" <<CONF
   "ftp":  { "address": "127.0.0.1:$FTP_PORT_PC", "passivePorts": "25000-25100",
             "requireTLS": false, "requireSessionReuse": false,
             "tls": { "certFile": "$WORK/etc/tls.crt", "keyFile": "$WORK/etc/tls.key" } },
+  "maxPreAuthConnectionsPerIp": 0,
   "users": [ { "username": "$BUSER", "password": "$BPASS", "root": "$ROOT",
                "canRead": true, "canWrite": true } ]
 }
