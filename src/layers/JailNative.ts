@@ -280,10 +280,12 @@ const makeHandle = (binding: JailBinding, options: Required<JailNativeOptions>, 
     stat,
     lstat: (path) =>
       syscall("lstat", path, () => binding.lstat(rootFd, rel(path))).pipe(Effect.map((s) => toFileStat(binding, s))),
+    // One uninterruptible step: an interruption between the open and the setuid check would leak the fd.
     openFile: (path, mode) =>
       syscall("open", path, () => binding.open(rootFd, rel(path), openFlags(binding, mode), options.fileMode)).pipe(
         Effect.map((fd) => makeFileHandle(binding, fd, path)),
-        Effect.tap((file) => (mode.write ? dropSetId(file) : Effect.void))
+        Effect.tap((file) => (mode.write ? dropSetId(file) : Effect.void)),
+        Effect.uninterruptible
       ),
     openDirectory,
     list: (path, batch = 256) =>
