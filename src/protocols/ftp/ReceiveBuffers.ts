@@ -25,6 +25,7 @@ export interface Batch {
 }
 
 /**
+ * The gathering side of one upload, made by `make`.
  * @category models
  */
 export interface ReceiveBuffers {
