@@ -753,17 +753,23 @@ describe("sendFile / receiveFile", () => {
       const socket = yield* Fiber.join(accepting)
       const reads = { count: 0, highest: 0 }
       let peakWritable = 0
+      // sendFile reads chunk k + 1, then waits for chunk k's write. The stall is real once,
+      // a full event-loop turn after a read (write callbacks of completed writes have run by
+      // then), bytes are still waiting in the socket: the kernel's buffers are full and the
+      // client reads nothing, so that write never completes and no further read follows.
+      const stalled = yield* Deferred.make<void>()
+      const loopTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
       const watched = (offset: number, length: number) =>
-        source(data, reads)(offset, length).pipe(Effect.tap(() => Effect.sync(() => void (peakWritable = Math.max(peakWritable, socket.writableLength)))))
+        source(data, reads)(offset, length).pipe(
+          Effect.tap(() => Effect.sync(() => void (peakWritable = Math.max(peakWritable, socket.writableLength)))),
+          Effect.tap(() => loopTurn),
+          Effect.tap(() => socket.writableLength > 0 ? Deferred.succeed(stalled, undefined) : Effect.void)
+        )
       const sending = yield* Effect.forkChild(DataChannel.sendFile(socket, watched, 0))
-      // No event says "nothing more happens": poll the real clock until the reads stop.
-      let last = -1
-      let stable = 0
-      while (stable < 5) {
-        yield* Effect.sleep("20 millis")
-        stable = reads.count === last ? stable + 1 : 0
-        last = reads.count
-      }
+      yield* Deferred.await(stalled)
+      const readsAtStall = reads.count
+      yield* loopTurn
+      assert.strictEqual(reads.count, readsAtStall, "parked: no read after the stall")
       assert.isUndefined(sending.pollUnsafe())
       // What the server read ahead sits in kernel buffers plus at most two chunks in the process.
       assert.isBelow(reads.highest, data.length / 2)

@@ -58,10 +58,12 @@ describe("Sessions", () => {
   it.effect("applies an idle timeout shorter than the handshake timeout from the login on", () =>
     Effect.gen(function*() {
       const sessions = yield* SessionsFiberSet.make({ handshakeTimeout: "30 seconds", idleTimeout: "10 seconds" })
+      const login = yield* Deferred.make<void>()
       yield* sessions.start(origin, (control) =>
-        Effect.sleep("1 second").pipe(Effect.andThen(control.authenticated("alice")), Effect.andThen(Effect.never)))
+        Deferred.await(login).pipe(Effect.andThen(control.authenticated("alice")), Effect.andThen(Effect.never)))
       yield* settle
       yield* TestClock.adjust("1 second")
+      yield* Deferred.succeed(login, undefined)
       yield* settle
       yield* TestClock.adjust("9999 millis")
       yield* settle
@@ -86,12 +88,15 @@ describe("Sessions", () => {
     Effect.gen(function*() {
       const sessions = yield* SessionsFiberSet.make({ handshakeTimeout: 0 })
       const finished = yield* Deferred.make<void>()
-      yield* sessions.start(origin, () => Effect.sleep("5 seconds").pipe(Effect.andThen(Deferred.succeed(finished, undefined))))
+      const done = yield* Deferred.make<void>()
+      yield* sessions.start(origin, () => Deferred.await(done).pipe(Effect.andThen(Deferred.succeed(finished, undefined))))
       yield* settle
       const shutdown = yield* Effect.forkChild(sessions.shutdown("10 seconds"))
       yield* settle
       assert.isFalse(yield* sessions.accepting)
+      // The session's work ends 5 seconds into the 10-second deadline.
       yield* TestClock.adjust("5 seconds")
+      yield* Deferred.succeed(done, undefined)
       const result = yield* Fiber.join(shutdown)
       assert.deepStrictEqual(result, { forced: 0 })
       assert.isTrue(yield* Deferred.isDone(finished))
@@ -102,8 +107,9 @@ describe("Sessions", () => {
       const sessions = yield* SessionsFiberSet.make({ handshakeTimeout: 0 })
       const finalized = yield* Ref.make(false)
       const completed = yield* Ref.make(false)
+      const never = yield* Deferred.make<void>()
       yield* sessions.start(origin, () =>
-        Effect.sleep("1 hour").pipe(
+        Deferred.await(never).pipe(
           Effect.andThen(Ref.set(completed, true)),
           Effect.ensuring(Ref.set(finalized, true))
         ))
