@@ -242,10 +242,15 @@ command -v bc >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive
 # Proportional set size (shared pages split between the processes sharing them)
 # of the server and all its descendants: Portcullis is one process, sshd forks
 # two per connection.
-tree_pss_kib() {
-  local pid=$1 t=0 c
-  t=$(awk '/^Pss:/ {print $2}' /proc/$pid/smaps_rollup 2>/dev/null || echo 0)
-  for c in $(cat /proc/$pid/task/*/children 2>/dev/null); do t=$(( t + $(tree_pss_kib "$c") )); done
+# PSS is the fair figure across the two designs, but it moves when another
+# process maps the same files: the idle-sessions client is a Node process too,
+# and Node's pages that it shares with Portcullis halve Portcullis's PSS of them
+# once it starts. The issue's target is RSS; for one process (Portcullis) that is
+# exact, for sshd's forks it would count every shared page once per process.
+tree_mem_kib() {
+  local field=$1 pid=$2 t=0 c
+  t=$(awk -v f="^$field:" '$0 ~ f {print $2}' /proc/$pid/smaps_rollup 2>/dev/null || echo 0)
+  for c in $(cat /proc/$pid/task/*/children 2>/dev/null); do t=$(( t + $(tree_mem_kib "$field" "$c") )); done
   echo "$t"
 }
 MEM=$WORK/memory.jsonl; : > "$MEM"
@@ -254,18 +259,19 @@ if [ "$IDLE_SESSIONS" -gt 0 ]; then
   for side in portcullis peer; do
     if [ "$side" = portcullis ]; then pid=$PC_PID; port=$SSH_PORT_PC; else pid=$SSHD_PID; port=$SSH_PORT_PEER; fi
     echo "# memory: $IDLE_SESSIONS idle SFTP sessions on $side" >&2
-    before=$(tree_pss_kib "$pid")
+    before=$(tree_mem_kib Pss "$pid"); rss_before=$(tree_mem_kib Rss "$pid")
     mkfifo "$WORK/hold"
     "$REPO/node_modules/.bin/node" "$REPO/bench/idle-sessions.mjs" "$port" "$BUSER" "$IDLE_SESSIONS" 8 < "$WORK/hold" > "$WORK/idle.out" &
     holder=$!
     exec 9>"$WORK/hold"
     for _ in $(seq 1 1200); do grep -q ready "$WORK/idle.out" 2>/dev/null && break; sleep 0.5; done
     sleep 2
-    after=$(tree_pss_kib "$pid")
+    after=$(tree_mem_kib Pss "$pid"); rss_after=$(tree_mem_kib Rss "$pid")
     read -r _ up _ down < "$WORK/idle.out" || { up=0; down=$IDLE_SESSIONS; }
     exec 9>&-; wait "$holder" || true; rm -f "$WORK/hold"
     [ "$side" = portcullis ] || wait_no_children "$pid"
-    printf '{"side":"%s","sessions":%d,"failed":%d,"pss_before_kib":%d,"pss_after_kib":%d}\n' "$side" "$up" "$down" "$before" "$after" | tee -a "$MEM" >&2
+    printf '{"side":"%s","sessions":%d,"failed":%d,"pss_before_kib":%d,"pss_after_kib":%d,"rss_before_kib":%d,"rss_after_kib":%d}\n' \
+      "$side" "$up" "$down" "$before" "$after" "$rss_before" "$rss_after" | tee -a "$MEM" >&2
   done
 fi
 START=$(date +%s)

@@ -36,6 +36,8 @@ mem_path = os.environ.get("BENCH_MEMORY")
 memory = [json.loads(l) for l in open(mem_path) if l.strip()] if mem_path and os.path.exists(mem_path) else []
 for m in memory:
     m["kib_per_session"] = (m["pss_after_kib"] - m["pss_before_kib"]) / m["sessions"] if m["sessions"] else None
+    m["rss_kib_per_session"] = ((m["rss_after_kib"] - m["rss_before_kib"]) / m["sessions"]
+                                if m["sessions"] and "rss_after_kib" in m else None)
 
 PEER = {"ftp": "vsftpd"}
 cases, summary = [], []
@@ -91,9 +93,9 @@ for r in summary:
           f"{fmt(p.get('cpu_s_per_gib'))} | {fmt(q.get('cpu_s_per_gib'))} |")
 
 if memory:
-    print("\n| idle SFTP sessions | server | sessions up | failed | PSS before MiB | PSS after MiB | KiB per session |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| idle SFTP sessions | server | sessions up | failed | PSS before MiB | PSS after MiB | PSS KiB per session | RSS KiB per session |")
+    print("|---|---|---|---|---|---|---|---|")
     for m in memory:
-        name = "Portcullis" if m["side"] == "portcullis" else "OpenSSH sshd"
+        name = "Portcullis" if m["side"] == "portcullis" else "OpenSSH sshd (RSS counts shared pages per process)"
         print(f"| memory | {name} | {m['sessions']} | {m['failed']} | {m['pss_before_kib'] / 1024:.1f} | "
-              f"{m['pss_after_kib'] / 1024:.1f} | {fmt(m['kib_per_session'], 1)} |")
+              f"{m['pss_after_kib'] / 1024:.1f} | {fmt(m['kib_per_session'], 1)} | {fmt(m.get('rss_kib_per_session'), 1)} |")

@@ -38,6 +38,7 @@ import * as net from "node:net"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
 import { makePassivePortPool, type PassivePortPool } from "./PassivePorts.js"
+import { release, releaseWritten } from "../common/ReleaseMemory.js"
 import * as ReceiveBuffers from "./ReceiveBuffers.js"
 
 // --- errors -------------------------------------------------------------------------------
@@ -216,6 +217,8 @@ class TransportTap extends Duplex {
   constructor(raw: net.Socket) {
     super({ allowHalfOpen: true })
     this.#raw = raw
+    // Only TLS writes here, a fresh copy of each record batch.
+    releaseWritten(raw)
     this.once("end", () => {
       this.#eofForwarded = true
     })
@@ -272,6 +275,8 @@ class DataTlsSocket extends tls.TLSSocket {
     const tap = new TransportTap(raw)
     super(tap, { ...options, isServer: true })
     this.#tap = tap
+    // Runs after the TLS layer's own listener, which copied the bytes into OpenSSL.
+    tap.on("data", release)
   }
 
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {

@@ -14,6 +14,7 @@
  */
 import { Effect } from "effect"
 import type { Readable } from "node:stream"
+import * as ReleaseMemory from "../common/ReleaseMemory.js"
 
 /**
  * The next batch: `bytes` is a view of one of the two buffers, valid until the
@@ -80,6 +81,8 @@ export const make = (socket: Readable, size: number): ReceiveBuffers => {
       return
     }
     copyIn(chunk)
+    // Copied: its memory goes back now rather than at the next full GC (ReleaseMemory).
+    if (carry === undefined) ReleaseMemory.release(chunk)
     if (filled === buffers[current]!.length) {
       socket.pause()
       waiter?.()

@@ -30,6 +30,7 @@ import { type SessionControl, Sessions } from "../../services/Sessions.js"
 import { type Credentials, UserRegistry } from "../../services/UserRegistry.js"
 import * as Access from "../common/Access.js"
 import { listen, ListenError, serveConnection } from "../common/Listener.js"
+import { releaseWritten } from "../common/ReleaseMemory.js"
 
 export { ListenError } from "../common/Listener.js"
 import { type AlgorithmKind, effective } from "./Algorithms.js"
@@ -147,6 +148,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
           socket.cork()
           process.nextTick(() => socket.uncork())
         })
+        releaseWritten(socket)
         ssh.injectSocket(socket)
 
         const client = yield* Effect.raceFirst(Deferred.await(attached), ended.pipe(Effect.andThen(Effect.interrupt)))

@@ -22,6 +22,7 @@ import type { JailHandle } from "../../services/Jail.js"
 import type { Principal } from "../../services/Principal.js"
 import type { SessionControl } from "../../services/Sessions.js"
 import type { Access } from "../common/Access.js"
+import { release } from "../common/ReleaseMemory.js"
 import * as Codec from "./Codec.js"
 import * as Handles from "./Handles.js"
 import { defaultLimits, extensions, handle, lockOf, type Reply, type RequestContext, type SftpLimits } from "./Requests.js"
@@ -62,7 +63,8 @@ const writeReply = (channel: Duplex, transport: ChannelContext["transport"], rep
     let flushed = true
     transport.cork()
     process.nextTick(() => transport.uncork())
-    for (const packet of reply) flushed = channel.write(packet)
+    // ssh2 has copied a packet into its SSH packets once the write's callback runs.
+    for (const packet of reply) flushed = channel.write(packet, () => release(packet))
     if (flushed || channel.destroyed) return resume(Effect.void)
     const done = () => {
       channel.off("drain", done)
@@ -118,7 +120,8 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
       draining && running === 0 && handles.size() === 0 ? Deferred.succeed(quiet, undefined) : Effect.void
     )
 
-    const serve = (request: Exclude<Codec.Request, Codec.Init | Codec.Unknown>) =>
+    /** `body` is the request's packet; a WRITE's data is a view of it. */
+    const serve = (request: Exclude<Codec.Request, Codec.Init | Codec.Unknown>, body: Buffer) =>
       Effect.gen(function*() {
         yield* inFlight.take(1)
         const lock = lockOf(request)
@@ -142,6 +145,10 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
               )
           ),
           Effect.ensuring(Effect.andThen(held ? held.release(permits) : Effect.void, inFlight.release(1))),
+          // A WRITE assembled from several channel chunks owns its buffer: its bytes are in the file now.
+          Effect.ensuring(Effect.sync(() => {
+            if (request._tag === "Write") release(body)
+          })),
           Effect.ensuring(Effect.suspend(() => {
             running--
             return checkQuiet
@@ -171,7 +178,7 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
           const send = yield* inOrder
           return yield* send(writeReply(channel, context.transport, [Codec.encodeStatus(request.id, SftpStatus.OpUnsupported, "Operation unsupported")]))
         }
-        yield* serve(request)
+        yield* serve(request, body)
       })
 
     const onChunk = (chunk: Uint8Array) =>
