@@ -46,11 +46,14 @@ export const releaseWritten = (socket: Socket): void => {
   }
   const writev = self._writev.bind(self)
   const write = self._write.bind(self)
-  self._writev = (chunks, callback) =>
+  self._writev = (chunks, callback) => {
+    // Node empties the array it passed once the write is under way: keep the chunks.
+    const written = chunks.map(({ chunk }) => chunk)
     writev(chunks, (error) => {
-      for (const { chunk } of chunks) if (chunk instanceof Uint8Array) release(chunk)
+      for (const chunk of written) if (chunk instanceof Uint8Array) release(chunk)
       callback(error)
     })
+  }
   self._write = (chunk, encoding, callback) =>
     write(chunk, encoding, (error) => {
       if (chunk instanceof Uint8Array) release(chunk)

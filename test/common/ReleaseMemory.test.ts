@@ -1,0 +1,88 @@
+/**
+ * ReleaseMemory: a buffer that owns its ArrayBuffer is freed at once; pooled
+ * buffers, views and shared memory are never touched, and a socket that
+ * releases what it wrote still delivers every byte.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import * as net from "node:net"
+import { release, releaseWritten } from "../../src/protocols/common/ReleaseMemory.js"
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+describe("release", () => {
+  it("frees a buffer that owns its whole ArrayBuffer", () => {
+    const chunk = Buffer.allocUnsafe(64 * 1024)
+    const backing = chunk.buffer
+    release(chunk)
+    assert.isTrue(backing.detached)
+    assert.strictEqual(chunk.length, 0)
+    release(chunk) // a second release is harmless
+  })
+
+  it("leaves pooled buffers and their neighbours alone", () => {
+    const a = Buffer.from("first pooled")
+    const b = Buffer.from("second pooled")
+    assert.strictEqual(a.buffer, b.buffer, "both come from Node's shared pool")
+    release(a)
+    assert.isFalse(a.buffer.detached)
+    assert.strictEqual(a.toString(), "first pooled")
+    assert.strictEqual(b.toString(), "second pooled")
+  })
+
+  it("leaves views of a larger buffer alone", () => {
+    const whole = Buffer.alloc(64 * 1024, 7)
+    const view = whole.subarray(16)
+    release(view)
+    assert.isFalse(whole.buffer.detached)
+    assert.strictEqual(view[0], 7)
+  })
+
+  it("leaves shared memory alone", () => {
+    const shared = new Uint8Array(new SharedArrayBuffer(64 * 1024))
+    release(shared)
+    assert.strictEqual(shared.length, 64 * 1024)
+  })
+})
+
+describe("releaseWritten", () => {
+  it.live("delivers every byte, then frees the whole buffers written", () =>
+    Effect.promise(async () => {
+      const server = net.createServer()
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+      const port = (server.address() as net.AddressInfo).port
+      const received: Array<Buffer> = []
+      const done = new Promise<void>((resolve) =>
+        server.once("connection", (peer) => {
+          peer.on("data", (chunk: Buffer) => received.push(chunk))
+          peer.on("end", resolve)
+        })
+      )
+      const socket = net.connect(port, "127.0.0.1")
+      await new Promise<void>((resolve) => socket.once("connect", resolve))
+      releaseWritten(socket)
+      const big = randomBytes(1024 * 1024)
+      const expected = sha256(Buffer.concat([big, Buffer.from("tail")]))
+      const pooled = Buffer.from("tail")
+      const bigBacking = big.buffer
+      // Corked: the two go out through _writev; the first write alone through _write.
+      const single = randomBytes(256 * 1024)
+      const singleCopy = Buffer.from(single)
+      await new Promise<void>((resolve) => socket.write(single, () => resolve()))
+      assert.isTrue(single.buffer.detached)
+      socket.cork()
+      socket.write(big)
+      socket.write(pooled)
+      process.nextTick(() => socket.uncork())
+      await new Promise<void>((resolve) => socket.end(resolve))
+      await done
+      server.close()
+      const all = Buffer.concat(received)
+      assert.strictEqual(all.length, singleCopy.length + 1024 * 1024 + 4)
+      assert.isTrue(all.subarray(0, singleCopy.length).equals(singleCopy))
+      assert.strictEqual(sha256(all.subarray(singleCopy.length)), expected)
+      assert.isTrue(bigBacking.detached)
+      assert.strictEqual(pooled.toString(), "tail")
+    }))
+})
