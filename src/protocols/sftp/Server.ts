@@ -125,21 +125,21 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         const run = yield* FiberSet.makeRuntime<never>()
         const key = connectionKey(socket.remoteAddress, socket.remotePort)
         const attached = yield* Deferred.make<ssh2.Connection>()
-        const closed = yield* Deferred.make<void>()
+        // The connection is over: the socket or ssh2 closed, or shutdown found it idle.
+        const over = yield* Deferred.make<void>()
+        const ended = Deferred.await(over)
         const loggedIn = yield* Deferred.make<{ principal: Principal; method: "password" | "publickey" }>()
         const jailReady = yield* Deferred.make<{ principal: Principal; jail: JailHandle }>()
         pending.set(key, (client) => Deferred.doneUnsafe(attached, Effect.succeed(client)))
         yield* Effect.addFinalizer(() => Effect.sync(() => pending.delete(key)))
-        socket.once("close", () => Deferred.doneUnsafe(closed, Effect.void))
+        socket.once("close", () => Deferred.doneUnsafe(over, Effect.void))
         // On shutdown the session leaves once no SFTP channel has work in progress.
-        const drained = yield* Deferred.make<void>()
         let draining = false
         let activeChannels = 0
         yield* Effect.forkScoped(control.draining.pipe(Effect.andThen(Effect.sync(() => {
           draining = true
-          if (activeChannels === 0) Deferred.doneUnsafe(drained, Effect.void)
+          if (activeChannels === 0) Deferred.doneUnsafe(over, Effect.void)
         }))))
-        const ended = Effect.raceFirst(Deferred.await(closed), Deferred.await(drained))
         // Socket and protocol errors end the session through the close events; unhandled they would crash the process.
         socket.on("error", () => {})
         // Whatever ssh2 writes while it handles incoming bytes (window adjusts release
@@ -154,7 +154,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         const client = yield* Effect.raceFirst(Deferred.await(attached), ended.pipe(Effect.andThen(Effect.interrupt)))
         pending.delete(key)
         client.on("error", () => {})
-        client.on("close", () => Deferred.doneUnsafe(closed, Effect.void))
+        client.on("close", () => Deferred.doneUnsafe(over, Effect.void))
 
         let failures = 0
         let accepted: { principal: Principal; method: "password" | "publickey" } | undefined
@@ -239,7 +239,7 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
               Effect.provideService(Events, events),
               Effect.ensuring(Effect.sync(() => {
                 activeChannels--
-                if (draining && activeChannels === 0) Deferred.doneUnsafe(drained, Effect.void)
+                if (draining && activeChannels === 0) Deferred.doneUnsafe(over, Effect.void)
               }))
             ))
           })

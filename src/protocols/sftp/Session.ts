@@ -15,7 +15,7 @@
  * session; a malformed request with a readable id gets BAD_MESSAGE. A defect in
  * a handler sends a generic failure, is logged with its cause, and ends the session.
  */
-import { Cause, Clock, Data, Deferred, Effect, Exit, FiberSet, Result, Semaphore, Stream } from "effect"
+import { Cause, Clock, Data, Deferred, Effect, Exit, FiberSet, Result, Semaphore } from "effect"
 import type { Duplex, Writable } from "node:stream"
 import type { Events } from "../../services/Events.js"
 import type { JailHandle } from "../../services/Jail.js"
@@ -23,6 +23,7 @@ import type { Principal } from "../../services/Principal.js"
 import type { SessionControl } from "../../services/Sessions.js"
 import type { Access } from "../common/Access.js"
 import { release } from "../common/ReleaseMemory.js"
+import * as ChannelChunks from "./ChannelChunks.js"
 import * as Codec from "./Codec.js"
 import * as Handles from "./Handles.js"
 import { defaultLimits, extensions, handle, lockOf, type Reply, type RequestContext, type SftpLimits } from "./Requests.js"
@@ -50,6 +51,12 @@ export interface ChannelContext {
    */
   readonly transport: Pick<Writable, "cork" | "uncork">
 }
+
+/**
+ * Channel bytes gathered while the loop is busy before the channel is paused:
+ * two full-size WRITE requests.
+ */
+const maxBatchBytes = 512 * 1024
 
 /** Shutdown asked the session to leave and it has nothing in progress. */
 class Drained extends Data.TaggedError("Drained")<{}> {}
@@ -103,15 +110,21 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
     const reader = Codec.makePacketReader({ maxPacketLength: limits.maxPacketLength })
     let initialized = false
     let running = 0
-    // Each reply waits for the one of the request before it: a chain of Deferreds.
-    let previousReply = yield* Deferred.make<void>()
-    yield* Deferred.succeed(previousReply, undefined)
+    // Each reply waits for the one of the request before it: a chain of Deferreds,
+    // each telling whether its reply went out. A request interrupted before its
+    // reply (the session is ending) silences the ones after it: a later reply
+    // must never overtake a missing one, whatever order the interruptions run in.
+    let previousReply = yield* Deferred.make<boolean>()
+    yield* Deferred.succeed(previousReply, true)
     const inOrder = Effect.gen(function*() {
       const before = previousReply
-      const mine = yield* Deferred.make<void>()
+      const mine = yield* Deferred.make<boolean>()
       previousReply = mine
       return (reply: Effect.Effect<void>) =>
-        Deferred.await(before).pipe(Effect.andThen(reply), Effect.ensuring(Deferred.succeed(mine, undefined)))
+        Deferred.await(before).pipe(
+          Effect.flatMap((sent) => (sent ? Effect.as(reply, true) : Effect.succeed(false))),
+          Effect.onExit((exit) => Deferred.succeed(mine, Exit.isSuccess(exit) && exit.value))
+        )
     })
     // Once shutdown drains the server, the channel ends as soon as no request runs and no handle is open.
     const quiet = yield* Deferred.make<void>()
@@ -181,14 +194,22 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
         yield* serve(request, body)
       })
 
-    const onChunk = (chunk: Uint8Array) =>
+    const onChunk = (chunk: Buffer) =>
       Effect.gen(function*() {
-        const packets = reader.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+        const packets = reader.push(chunk)
         if (Result.isFailure(packets)) return yield* Effect.fail(new SessionEnd({ reason: `framing: ${packets.failure.reason}` }))
         for (const body of packets.success) yield* onPacket(body)
       })
 
-    const chunks = Stream.fromAsyncIterable(channel as AsyncIterable<Uint8Array>, () => new SessionEnd({ reason: "channel error" }))
+    const chunks = ChannelChunks.make(channel, maxBatchBytes, () => new SessionEnd({ reason: "channel error" }))
+    yield* Effect.addFinalizer(() => chunks.release)
+    const readAll = Effect.gen(function*() {
+      while (true) {
+        const batch = yield* chunks.next
+        if (batch.length === 0) return
+        for (const chunk of batch) yield* onChunk(chunk)
+      }
+    })
     const drained = context.control.draining.pipe(
       Effect.andThen(Effect.sync(() => void (draining = true))),
       Effect.andThen(checkQuiet),
@@ -197,7 +218,7 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
     )
     const outcome = yield* Effect.exit(
       Effect.raceAllFirst([
-        Stream.runForEach(chunks, onChunk).pipe(Effect.andThen(FiberSet.awaitEmpty(requests))),
+        readAll.pipe(Effect.andThen(FiberSet.awaitEmpty(requests))),
         FiberSet.join(requests).pipe(Effect.andThen(Effect.never)),
         drained
       ])

@@ -1,0 +1,109 @@
+/**
+ * The bytes of an SSH channel, taken by the session loop in batches.
+ *
+ * The channel is read in flowing mode: every chunk ssh2 pushes is appended to
+ * the current batch, and the loop is woken once per burst (a microtask after
+ * the first chunk), so the SSH packets decrypted from one socket read are taken
+ * together. While the loop does not take them (its request budget is spent),
+ * the batch grows to `maxBatchBytes` and then the channel is paused: ssh2's
+ * stream buffer fills and it stops granting window, which stops the client.
+ *
+ * An idle channel costs three listeners and one pending callback; an async
+ * iterator over the stream, which this replaces, kept a generator, promises and
+ * a Stream pull loop alive for every idle session.
+ */
+import { Effect } from "effect"
+import type { Readable } from "node:stream"
+
+/**
+ * Reading side of one channel, made by `make`.
+ * @category models
+ */
+export interface ChannelChunks<E> {
+  /**
+   * The chunks received since the last call, at least one; an empty array once
+   * the channel ended cleanly. Fails with `onBroken()` when the channel closed
+   * or failed before its end.
+   */
+  readonly next: Effect.Effect<ReadonlyArray<Buffer>, E>
+  /** Stops listening to the channel's data. */
+  readonly release: Effect.Effect<void>
+}
+
+/**
+ * Starts reading `channel` (switching it to flowing mode).
+ * @category constructors
+ */
+export const make = <E>(channel: Readable, maxBatchBytes: number, onBroken: () => E): ChannelChunks<E> => {
+  let batch: Array<Buffer> = []
+  let batchBytes = 0
+  let ended = false
+  let broken = false
+  let waiter: (() => void) | undefined
+  let wakeScheduled = false
+
+  const wake = () => {
+    wakeScheduled = false
+    waiter?.()
+  }
+  const scheduleWake = () => {
+    if (waiter && !wakeScheduled) {
+      wakeScheduled = true
+      queueMicrotask(wake)
+    }
+  }
+  const onData = (chunk: Buffer) => {
+    batch.push(chunk)
+    batchBytes += chunk.length
+    if (batchBytes >= maxBatchBytes) channel.pause()
+    scheduleWake()
+  }
+  const onEnd = () => {
+    ended = true
+    scheduleWake()
+  }
+  // A close after the end is the normal case; before it (or an error), the channel is broken.
+  const onBroken_ = () => {
+    if (!ended) broken = true
+    scheduleWake()
+  }
+  channel.on("data", onData)
+  channel.once("end", onEnd)
+  channel.once("close", onBroken_)
+  // Stays after release: a late error without a listener would be an uncaught exception.
+  channel.on("error", onBroken_)
+
+  const next = Effect.callback<ReadonlyArray<Buffer>, E>((resume) => {
+    const settle = (): boolean => {
+      if (batch.length > 0) {
+        const taken = batch
+        batch = []
+        batchBytes = 0
+        waiter = undefined
+        if (channel.isPaused()) channel.resume()
+        resume(Effect.succeed(taken))
+        return true
+      }
+      if (ended || broken) {
+        waiter = undefined
+        resume(ended ? Effect.succeed([]) : Effect.fail(onBroken()))
+        return true
+      }
+      return false
+    }
+    if (settle()) return
+    waiter = () => void settle()
+    return Effect.sync(() => {
+      waiter = undefined
+    })
+  })
+
+  const release = Effect.sync(() => {
+    waiter = undefined
+    channel.off("data", onData)
+    channel.off("end", onEnd)
+    channel.off("close", onBroken_)
+  })
+
+  return { next, release }
+}
