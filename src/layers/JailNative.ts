@@ -1,9 +1,9 @@
 /**
  * The Jail service on the native openat2 addon.
  *
- * This is the only module that imports native/ and, with the other layers, the
- * only one that touches `node:fs` (for positional byte I/O on fds the addon
- * opened inside the jail). It owns the single errno → reason table.
+ * This is the only module that imports native/; byte I/O on the fds the addon
+ * opened inside the jail goes through `node:fs` in GatheredIo. It owns the
+ * single errno → reason table.
  *
  * Every syscall runs uninterruptibly: once a read, write or close is on the libuv
  * thread pool, an interrupted session waits for it to finish before its
@@ -11,7 +11,6 @@
  * process had already reused for another user's file.
  */
 import { Effect, Layer, Option, Stream } from "effect"
-import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import type { JailBinding, NativeStat, NativeStatVfs } from "../../native/jail.js"
 import { loadJailBinding } from "../../native/load.js"
@@ -31,6 +30,7 @@ import {
   type SetAttributes
 } from "../services/Jail.js"
 import { toRelative, type VirtualPath } from "../services/VirtualPath.js"
+import * as GatheredIo from "./GatheredIo.js"
 
 /**
  * Modes for what clients create. The process umask still applies on top.
@@ -143,27 +143,6 @@ const openFlags = (binding: JailBinding, mode: OpenMode): number => {
   return flags
 }
 
-const readAt = (fd: number, offset: number, length: number, into?: Uint8Array) =>
-  new Promise<Uint8Array>((resolve, reject) => {
-    const buffer = into && into.length >= length ? into : Buffer.allocUnsafe(length)
-    fs.read(fd, buffer, 0, length, offset, (error, bytesRead) => {
-      if (error) reject(error)
-      else resolve(bytesRead === length ? buffer : buffer.subarray(0, bytesRead))
-    })
-  })
-
-const writeAllAt = (fd: number, offset: number, data: Uint8Array) =>
-  new Promise<void>((resolve, reject) => {
-    const step = (written: number): void => {
-      if (written === data.length) return resolve()
-      fs.write(fd, data, written, data.length - written, offset + written, (error, bytes) => {
-        if (error) reject(error)
-        else step(written + bytes)
-      })
-    }
-    step(0)
-  })
-
 /** Applies the given attributes in a fixed order: size, mode, ownership, times. */
 const applyAttributes = (
   attributes: SetAttributes,
@@ -192,8 +171,9 @@ const applyAttributes = (
     }
   })
 
-const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath): FileHandle => {
+const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath, append: boolean): FileHandle => {
   let closed = false
+  const io = GatheredIo.make(fd, { append })
   // Calls on the fd still running on the thread pool, and the close waiting for them.
   let running = 0
   let whenIdle: (() => void) | undefined
@@ -208,8 +188,12 @@ const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath): Fi
   const stat = live("stat", () => binding.fstat(fd)).pipe(Effect.map((s) => toFileStat(binding, s)))
   return {
     path,
-    read: (offset, length, into) => live("read", () => readAt(fd, offset, length, into)),
-    write: (offset, data) => live("write", () => writeAllAt(fd, offset, data)),
+    read: (offset, length, into) =>
+      live("read", () => {
+        const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length)
+        return io.read(offset, buffer).then((bytes) => (bytes === length ? buffer : buffer.subarray(0, bytes)))
+      }),
+    write: (offset, data) => live("write", () => io.write(offset, data)),
     stat,
     setAttributes: (attributes) =>
       guarded("setAttributes", applyAttributes(attributes, stat, {
@@ -283,7 +267,7 @@ const makeHandle = (binding: JailBinding, options: Required<JailNativeOptions>, 
     // One uninterruptible step: an interruption between the open and the setuid check would leak the fd.
     openFile: (path, mode) =>
       syscall("open", path, () => binding.open(rootFd, rel(path), openFlags(binding, mode), options.fileMode)).pipe(
-        Effect.map((fd) => makeFileHandle(binding, fd, path)),
+        Effect.map((fd) => makeFileHandle(binding, fd, path, mode.append === true)),
         Effect.tap((file) => (mode.write ? dropSetId(file) : Effect.void)),
         Effect.uninterruptible
       ),
