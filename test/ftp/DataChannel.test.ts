@@ -231,7 +231,7 @@ describe("passive", () => {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
       assert.strictEqual(listener.host, "127.0.0.1")
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       const socket = yield* Fiber.join(accepting)
       const received = collect(client)
@@ -255,7 +255,7 @@ describe("passive", () => {
       assert.strictEqual(listener.host, "::1")
       assert.isUndefined(DataChannel.formatPasv(listener.host, listener.port))
       assert.strictEqual(DataChannel.formatEpsv(listener.port), `|||${listener.port}|`)
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* track(net.connect({ host: "::1", port: listener.port }))
       const socket = yield* Fiber.join(accepting)
       const received = collect(client)
@@ -271,7 +271,7 @@ describe("passive", () => {
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
       assert.strictEqual(listener.host, "127.0.0.1")
       assert.strictEqual(DataChannel.formatPasv(listener.host, listener.port), `127,0,0,1,${listener.port >> 8},${listener.port & 255}`)
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       yield* Fiber.join(accepting)
     }))
@@ -280,7 +280,7 @@ describe("passive", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       // 127.0.0.2 is loopback too: the same machine, but not the control connection's peer.
       const thief = yield* track(net.connect({ host: "127.0.0.1", port: listener.port, localAddress: "127.0.0.2" }))
       const thiefData = collect(thief)
@@ -301,14 +301,14 @@ describe("passive", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       yield* Fiber.join(accepting)
       const second = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       const refused = Deferred.makeUnsafe<string>()
       second.once("error", (error: NodeJS.ErrnoException) => Deferred.doneUnsafe(refused, Effect.succeed(error.code ?? "")))
       assert.strictEqual(yield* Deferred.await(refused), "ECONNREFUSED")
-      const again = yield* Effect.flip(listener.accept)
+      const again = yield* Effect.flip(listener.accept("receive"))
       assert.strictEqual(again.reason, "Closed")
     }))
 
@@ -316,7 +316,7 @@ describe("passive", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept))
+      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept("receive")))
       yield* settle
       yield* TestClock.adjust("29999 millis")
       yield* settle
@@ -335,7 +335,7 @@ describe("passive", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket, acceptTimeout: "5 seconds" })
-      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept))
+      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept("receive")))
       yield* settle
       yield* TestClock.adjust("4999 millis")
       yield* settle
@@ -403,9 +403,9 @@ describe("active", () => {
   it.effect("refuses a target on another IP or a privileged port (FTP bounce), without connecting", () =>
     Effect.gen(function*() {
       const control = yield* plainControl
-      const other = yield* Effect.flip(Effect.scoped(DataChannel.active({ controlSocket: control.socket, target: { host: "127.0.0.2", port: 2000 } })))
+      const other = yield* Effect.flip(Effect.scoped(DataChannel.active({ controlSocket: control.socket, direction: "receive", target: { host: "127.0.0.2", port: 2000 } })))
       assert.strictEqual(other.reason, "BadPort")
-      const privileged = yield* Effect.flip(Effect.scoped(DataChannel.active({ controlSocket: control.socket, target: { host: "127.0.0.1", port: 25 } })))
+      const privileged = yield* Effect.flip(Effect.scoped(DataChannel.active({ controlSocket: control.socket, direction: "receive", target: { host: "127.0.0.1", port: 25 } })))
       assert.strictEqual(privileged.reason, "BadPort")
       assert.strictEqual((yield* Effect.flip(DataChannel.checkActiveTarget({ host: "10.0.0.1", port: 5000 }, "127.0.0.1"))).reason, "BadPort")
       assert.strictEqual((yield* Effect.flip(DataChannel.checkActiveTarget({ host: "127.0.0.1", port: 1023 }, "127.0.0.1"))).reason, "BadPort")
@@ -419,7 +419,7 @@ describe("active", () => {
       const arrived = yield* Deferred.make<net.Socket>()
       clientListener.on("connection", (socket) => Deferred.doneUnsafe(arrived, Effect.succeed(socket)))
       const port = yield* listen(clientListener)
-      const socket = yield* DataChannel.active({ controlSocket: control.socket, target: { host: "127.0.0.1", port } })
+      const socket = yield* DataChannel.active({ controlSocket: control.socket, direction: "receive", target: { host: "127.0.0.1", port } })
       const client = yield* track(yield* Deferred.await(arrived))
       const received = collect(client)
       yield* DataChannel.writeAll(socket, Buffer.from("active"))
@@ -432,7 +432,7 @@ describe("active", () => {
       const control = yield* plainControl
       const server = net.createServer()
       const port = yield* Effect.scoped(listen(server))
-      const error = yield* Effect.flip(Effect.scoped(DataChannel.active({ controlSocket: control.socket, target: { host: "127.0.0.1", port } })))
+      const error = yield* Effect.flip(Effect.scoped(DataChannel.active({ controlSocket: control.socket, direction: "receive", target: { host: "127.0.0.1", port } })))
       assert.strictEqual(error.reason, "ConnectFailed")
       assert.strictEqual(error.code, "ECONNREFUSED")
     }))
@@ -450,7 +450,7 @@ describe("TLS data connections", () => {
           for (let i = 0; i < 2; i++) {
             yield* Effect.scoped(Effect.gen(function*() {
               const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options, requireSessionReuse: true })
-              const accepting = yield* Effect.forkChild(listener.accept)
+              const accepting = yield* Effect.forkChild(listener.accept("receive"))
               const client = yield* tlsDataClient(listener.port, { session: control.session, maxVersion: version })
               const socket = yield* Fiber.join(accepting)
               assert.instanceOf(socket, tls.TLSSocket)
@@ -469,7 +469,7 @@ describe("TLS data connections", () => {
           const options = controlTls()
           const control = yield* tlsControl(options, { maxVersion: version })
           const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options, requireSessionReuse: true })
-          const accepting = yield* Effect.forkChild(Effect.flip(listener.accept))
+          const accepting = yield* Effect.forkChild(Effect.flip(listener.accept("receive")))
           const client = yield* tlsDataClient(listener.port, { maxVersion: version })
           const error = yield* Fiber.join(accepting)
           assert.strictEqual(error.reason, "TlsSessionNotReused")
@@ -483,7 +483,7 @@ describe("TLS data connections", () => {
           // Same certificate, same server, another control connection (the attacker's).
           const attackerControl = yield* tlsControl(controlTls(), { maxVersion: version })
           const listener = yield* DataChannel.passive({ controlSocket: victimControl.socket, tls: victim, requireSessionReuse: true })
-          const accepting = yield* Effect.forkChild(Effect.flip(listener.accept))
+          const accepting = yield* Effect.forkChild(Effect.flip(listener.accept("receive")))
           yield* tlsDataClient(listener.port, { session: attackerControl.session, maxVersion: version })
           assert.strictEqual((yield* Fiber.join(accepting)).reason, "TlsSessionNotReused")
         }))
@@ -493,7 +493,7 @@ describe("TLS data connections", () => {
           const options = controlTls()
           const control = yield* tlsControl(options, { maxVersion: version })
           const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options, requireSessionReuse: false })
-          const accepting = yield* Effect.forkChild(listener.accept)
+          const accepting = yield* Effect.forkChild(listener.accept("receive"))
           yield* tlsDataClient(listener.port, { maxVersion: version })
           const socket = yield* Fiber.join(accepting)
           assert.isFalse((socket as tls.TLSSocket).isSessionReused())
@@ -504,7 +504,7 @@ describe("TLS data connections", () => {
           const options = controlTls()
           const control = yield* tlsControl(options, { maxVersion: version })
           const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-          const accepting = yield* Effect.forkChild(listener.accept)
+          const accepting = yield* Effect.forkChild(listener.accept("receive"))
           const client = yield* tlsDataClient(listener.port, { session: control.session, maxVersion: version })
           const socket = yield* Fiber.join(accepting)
           const data = crypto.randomBytes(3 * MiB + 17)
@@ -530,7 +530,7 @@ describe("TLS data connections", () => {
             // Clean: the client ends its TLS stream (close_notify, then FIN).
             yield* Effect.scoped(Effect.gen(function*() {
               const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-              const accepting = yield* Effect.forkChild(listener.accept)
+              const accepting = yield* Effect.forkChild(listener.accept("receive"))
               const client = yield* tlsDataClient(listener.port, { session: control.session, maxVersion: version })
               const socket = yield* Fiber.join(accepting)
               const target = Buffer.alloc(data.length)
@@ -544,7 +544,7 @@ describe("TLS data connections", () => {
             // Truncated: the client closes TCP without close_notify, as a cut connection or an attacker would.
             yield* Effect.scoped(Effect.gen(function*() {
               const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-              const accepting = yield* Effect.forkChild(listener.accept)
+              const accepting = yield* Effect.forkChild(listener.accept("receive"))
               const raw = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
               const client = yield* track(tls.connect({ socket: raw, host: "127.0.0.1", session: control.session, rejectUnauthorized: false, maxVersion: version }))
               const socket = yield* Fiber.join(accepting)
@@ -565,12 +565,12 @@ describe("TLS data connections", () => {
       const options = controlTls()
       const control = yield* tlsControl(options, { servername: "ftp.example" })
       const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept))
+      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept("receive")))
       yield* tlsDataClient(listener.port, { session: control.session, servername: "other.example" })
       assert.strictEqual((yield* Fiber.join(accepting)).reason, "TlsSessionNotReused")
       // The same name as the control connection resumes.
       const again = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-      const second = yield* Effect.forkChild(again.accept)
+      const second = yield* Effect.forkChild(again.accept("receive"))
       yield* tlsDataClient(again.port, { session: control.session, servername: "ftp.example" })
       assert.isTrue(((yield* Fiber.join(second)) as tls.TLSSocket).isSessionReused())
     }))
@@ -581,7 +581,7 @@ describe("TLS data connections", () => {
       const noTickets = { maxVersion: "TLSv1.2", secureOptions: crypto.constants.SSL_OP_NO_TICKET } as const
       const control = yield* tlsControl(options, noTickets)
       const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept))
+      const accepting = yield* Effect.forkChild(Effect.flip(listener.accept("receive")))
       yield* tlsDataClient(listener.port, { ...noTickets, session: control.session })
       assert.strictEqual((yield* Fiber.join(accepting)).reason, "TlsSessionNotReused")
     }))
@@ -593,7 +593,7 @@ describe("TLS data connections", () => {
       for (const client of [{ ALPNProtocols: ["http/1.1"] }, { minVersion: "TLSv1", maxVersion: "TLSv1.1", ciphers: "DEFAULT@SECLEVEL=0" }] as const) {
         yield* Effect.scoped(Effect.gen(function*() {
           const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-          const accepting = yield* Effect.forkChild(Effect.flip(listener.accept))
+          const accepting = yield* Effect.forkChild(Effect.flip(listener.accept("receive")))
           yield* tlsDataClient(listener.port, { ...client, session: control.session })
           const error = yield* Fiber.join(accepting)
           assert.strictEqual(error.reason, "TlsHandshakeFailed")
@@ -602,7 +602,7 @@ describe("TLS data connections", () => {
       }
       // ALPN "ftp", or none, is fine.
       const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       yield* tlsDataClient(listener.port, { ALPNProtocols: ["ftp"], session: control.session })
       const socket = yield* Fiber.join(accepting)
       assert.strictEqual((socket as tls.TLSSocket).alpnProtocol, "ftp")
@@ -613,7 +613,7 @@ describe("TLS data connections", () => {
       const options = controlTls()
       const control = yield* tlsControl(options)
       const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const thief = yield* tlsDataClient(listener.port, { session: control.session }, "127.0.0.2")
       yield* on(thief.socket, "close")
       const client = yield* tlsDataClient(listener.port, { session: control.session })
@@ -640,7 +640,7 @@ describe("TLS data connections", () => {
             Deferred.doneUnsafe(client, Effect.succeed(secure))
           })
           const port = yield* listen(clientListener)
-          const socket = yield* Effect.result(DataChannel.active({ controlSocket: control.socket, tls: options, target: { host: "127.0.0.1", port } }))
+          const socket = yield* Effect.result(DataChannel.active({ controlSocket: control.socket, direction: "receive", tls: options, target: { host: "127.0.0.1", port } }))
           yield* track(yield* Deferred.await(client))
           return socket
         })
@@ -662,7 +662,7 @@ describe("sendFile / receiveFile", () => {
       const control = yield* plainControl
       yield* Effect.scoped(Effect.gen(function*() {
         const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-        const accepting = yield* Effect.forkChild(listener.accept)
+        const accepting = yield* Effect.forkChild(listener.accept("receive"))
         const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
         const socket = yield* Fiber.join(accepting)
         const received = collect(client)
@@ -673,7 +673,7 @@ describe("sendFile / receiveFile", () => {
       }))
       yield* Effect.scoped(Effect.gen(function*() {
         const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-        const accepting = yield* Effect.forkChild(listener.accept)
+        const accepting = yield* Effect.forkChild(listener.accept("receive"))
         const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
         const socket = yield* Fiber.join(accepting)
         const target = Buffer.alloc(data.length)
@@ -691,7 +691,7 @@ describe("sendFile / receiveFile", () => {
       const control = yield* tlsControl(options)
       yield* Effect.scoped(Effect.gen(function*() {
         const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-        const accepting = yield* Effect.forkChild(listener.accept)
+        const accepting = yield* Effect.forkChild(listener.accept("receive"))
         const client = yield* tlsDataClient(listener.port, { session: control.session })
         const socket = yield* Fiber.join(accepting)
         const received = collect(client.socket)
@@ -702,7 +702,7 @@ describe("sendFile / receiveFile", () => {
       }))
       yield* Effect.scoped(Effect.gen(function*() {
         const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-        const accepting = yield* Effect.forkChild(listener.accept)
+        const accepting = yield* Effect.forkChild(listener.accept("receive"))
         const client = yield* tlsDataClient(listener.port, { session: control.session })
         const socket = yield* Fiber.join(accepting)
         const target = Buffer.alloc(data.length)
@@ -720,7 +720,7 @@ describe("sendFile / receiveFile", () => {
       const offset = 7 * MiB + 3
       yield* Effect.scoped(Effect.gen(function*() {
         const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-        const accepting = yield* Effect.forkChild(listener.accept)
+        const accepting = yield* Effect.forkChild(listener.accept("receive"))
         const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
         const socket = yield* Fiber.join(accepting)
         const received = collect(client)
@@ -731,7 +731,7 @@ describe("sendFile / receiveFile", () => {
       }))
       yield* Effect.scoped(Effect.gen(function*() {
         const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-        const accepting = yield* Effect.forkChild(listener.accept)
+        const accepting = yield* Effect.forkChild(listener.accept("receive"))
         const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
         const socket = yield* Fiber.join(accepting)
         const offsets: Array<number> = []
@@ -747,7 +747,7 @@ describe("sendFile / receiveFile", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       client.pause()
       const socket = yield* Fiber.join(accepting)
@@ -786,7 +786,7 @@ describe("sendFile / receiveFile", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       const socket = yield* Fiber.join(accepting)
       client.end(data)
@@ -816,7 +816,7 @@ describe("sendFile / receiveFile", () => {
       const options = controlTls()
       const control = yield* tlsControl(options)
       const listener = yield* DataChannel.passive({ controlSocket: control.socket, tls: options })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* tlsDataClient(listener.port, { session: control.session })
       client.socket.pause()
       const socket = yield* Fiber.join(accepting)
@@ -836,7 +836,7 @@ describe("sendFile / receiveFile", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       const socket = yield* Fiber.join(accepting)
       let reads = 0
@@ -853,7 +853,7 @@ describe("sendFile / receiveFile", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       const socket = yield* Fiber.join(accepting)
       client.write(data.subarray(0, MiB), () => client.resetAndDestroy())
@@ -865,7 +865,7 @@ describe("sendFile / receiveFile", () => {
     Effect.gen(function*() {
       const control = yield* plainControl
       const listener = yield* DataChannel.passive({ controlSocket: control.socket })
-      const accepting = yield* Effect.forkChild(listener.accept)
+      const accepting = yield* Effect.forkChild(listener.accept("receive"))
       const client = yield* track(net.connect({ host: "127.0.0.1", port: listener.port }))
       const socket = yield* Fiber.join(accepting)
       const closed = on(client, "close")

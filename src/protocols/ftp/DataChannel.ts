@@ -293,12 +293,21 @@ class DataTlsSocket extends tls.TLSSocket {
 const ignore = () => {}
 
 /**
+ * Which way a data connection carries the bytes. Only a receiving connection
+ * needs to tell a close_notify from a bare TCP end, which takes the transport
+ * tap (a JavaScript hop per TLS record batch); a sending one runs TLS straight on
+ * the TCP handle, in C++, and ends with its own close_notify.
+ * @category models
+ */
+export type Direction = "send" | "receive"
+
+/**
  * Runs the server side of the TLS handshake on a fresh data connection (always
  * the TLS server, also in active mode: RFC 4217 §7), then checks resumption.
  */
-const secureData = (raw: net.Socket, options: tls.TLSSocketOptions, requireSessionReuse: boolean) =>
-  Effect.callback<DataTlsSocket, DataChannelError>((resume) => {
-    const socket = new DataTlsSocket(raw, options)
+const secureData = (raw: net.Socket, options: tls.TLSSocketOptions, requireSessionReuse: boolean, direction: Direction) =>
+  Effect.callback<DataSocket, DataChannelError>((resume) => {
+    const socket = direction === "receive" ? new DataTlsSocket(raw, options) : new tls.TLSSocket(raw, { ...options, isServer: true })
     // Errors also surface as 'close' or a failed write, where the pumps report them.
     socket.on("error", ignore)
     const detach = () => {
@@ -386,7 +395,7 @@ export interface PassiveListener {
    * after the TLS handshake under PROT P. Can be used once; the listener stops
    * listening as soon as that connection arrived.
    */
-  readonly accept: Effect.Effect<DataSocket, DataChannelError>
+  accept(direction: Direction): Effect.Effect<DataSocket, DataChannelError>
 }
 
 /**
@@ -395,6 +404,8 @@ export interface PassiveListener {
  */
 export interface ActiveOptions extends DataChannelOptions {
   readonly target: ActiveTarget
+  /** Which way the transfer goes (see Direction). */
+  readonly direction: Direction
   /** How long connecting may take, TLS handshake included. Default 30 seconds; zero waits forever. */
   readonly connectTimeout?: Duration.Input | undefined
 }
@@ -505,14 +516,17 @@ export const passive = (options: PassiveOptions): Effect.Effect<PassiveListener,
     let used = false
     const tlsOptions = options.tls
     const requireSessionReuse = options.requireSessionReuse ?? true
-    const wait = Deferred.await(arrived).pipe(
-      Effect.flatMap((raw): Effect.Effect<DataSocket, DataChannelError> => (tlsOptions ? secureData(raw, tlsOptions, requireSessionReuse) : Effect.succeed(raw))),
-      Effect.tap((socket) => Effect.sync(() => void (handedOut = socket)))
-    )
-    const accept = Effect.suspend(() => {
+    const wait = (direction: Direction) =>
+      Deferred.await(arrived).pipe(
+        Effect.flatMap((raw): Effect.Effect<DataSocket, DataChannelError> =>
+          tlsOptions ? secureData(raw, tlsOptions, requireSessionReuse, direction) : Effect.succeed(raw)
+        ),
+        Effect.tap((socket) => Effect.sync(() => void (handedOut = socket)))
+      )
+    const accept = (direction: Direction) => Effect.suspend(() => {
       if (used) return failWith("Closed")
       used = true
-      return withTimeout(wait, options.acceptTimeout, () => failWith("AcceptTimeout")).pipe(
+      return withTimeout(wait(direction), options.acceptTimeout, () => failWith("AcceptTimeout")).pipe(
         // One try per PASV: whatever failed, this port takes no other connection.
         Effect.tapError(() =>
           Effect.sync(() => {
@@ -560,7 +574,9 @@ export const active = (options: ActiveOptions): Effect.Effect<DataSocket, DataCh
     const tlsOptions = options.tls
     const requireSessionReuse = options.requireSessionReuse ?? true
     const open = connect.pipe(
-      Effect.flatMap((raw): Effect.Effect<DataSocket, DataChannelError> => (tlsOptions ? secureData(raw, tlsOptions, requireSessionReuse) : Effect.succeed(raw))),
+      Effect.flatMap((raw): Effect.Effect<DataSocket, DataChannelError> =>
+        tlsOptions ? secureData(raw, tlsOptions, requireSessionReuse, options.direction) : Effect.succeed(raw)
+      ),
       Effect.tap((socket) => Effect.sync(() => void held.push(socket)))
     )
     return yield* withTimeout(open, options.connectTimeout, () => failWith("ConnectFailed", "ETIMEDOUT"))

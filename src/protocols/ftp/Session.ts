@@ -73,7 +73,10 @@ interface State {
   rest: number
   allo: number | undefined
   renameFrom: VirtualPath.VirtualPath | undefined
-  data: { readonly scope: Scope.Closeable; readonly connect: Effect.Effect<net.Socket, DataChannel.DataChannelError> } | undefined
+  data: {
+    readonly scope: Scope.Closeable
+    readonly connect: (direction: DataChannel.Direction) => Effect.Effect<net.Socket, DataChannel.DataChannelError>
+  } | undefined
   transfer: Fiber.Fiber<void> | undefined
   transferToken: object | undefined
   tlsOptions: tls.TLSSocketOptions | undefined
@@ -154,7 +157,7 @@ export const serve = (
           acceptTimeout: options.dataAcceptTimeout,
           advertisedAddress: options.passiveAddress
         }).pipe(Scope.provide(scope), Effect.tapError(() => Scope.close(scope, Exit.void)))
-        state.data = { scope, connect: listener.accept }
+        state.data = { scope, connect: (direction) => listener.accept(direction) }
         if (extended) return yield* reply(229, `Entering Extended Passive Mode (${DataChannel.formatEpsv(listener.port)})`)
         // PASV can only describe IPv4 (RFC 2428 §4): IPv6 clients must use EPSV.
         const pasv = DataChannel.formatPasv(listener.host, listener.port)
@@ -175,7 +178,7 @@ export const serve = (
         const scope = yield* Scope.make()
         state.data = {
           scope,
-          connect: DataChannel.active({ ...dataOptions(), target }).pipe(Scope.provide(scope))
+          connect: (direction) => DataChannel.active({ ...dataOptions(), target, direction }).pipe(Scope.provide(scope))
         }
         return yield* reply(200, `${verb} command successful`)
       })
@@ -196,6 +199,7 @@ export const serve = (
      */
     const withData = <E extends Failure>(
       verb: Verb,
+      direction: DataChannel.Direction,
       use: (socket: net.Socket) => Effect.Effect<void, E>,
       opening = "Opening data connection"
     ): Effect.Effect<Reply> =>
@@ -209,7 +213,7 @@ export const serve = (
         state.data = undefined
         if (!data) return yield* Effect.fail(refuse("NoDataConnection"))
         yield* reply(150, opening)
-        yield* data.connect.pipe(
+        yield* data.connect(direction).pipe(
           Effect.flatMap((socket) =>
             use(socket).pipe(
               // Once the transfer has begun, a broken data connection is 426, not 425.
@@ -253,7 +257,7 @@ export const serve = (
         const file = yield* jail().openFile(path, { read: true, write: false })
         const offset = state.rest
         state.rest = 0
-        return withData(verb, (socket) =>
+        return withData(verb, "send", (socket) =>
           Effect.gen(function*() {
             const size = (yield* file.stat).size
             if (offset > size) return yield* Effect.fail(refuse("RestBeyondEnd"))
@@ -276,7 +280,7 @@ export const serve = (
           ? { read: false, write: true, create: true, exclusive: true }
           : { read: false, write: true, create: true }
         const file = yield* jail().openFile(path, mode)
-        return withData(verb, (socket) =>
+        return withData(verb, "receive", (socket) =>
           Effect.gen(function*() {
             // Truncate only once the data connection is up: a failed PASV/PORT must not empty the file.
             if (verb === "STOR") yield* file.setAttributes({ size: offset })
@@ -323,7 +327,7 @@ export const serve = (
           : verb === "MLSD"
           ? Stream.fail(refuse("NotADirectory"))
           : Stream.make({ name: VirtualPath.basename(path), stat })
-        return withData(verb, (socket) =>
+        return withData(verb, "send", (socket) =>
           entries.pipe(
             Stream.map(line),
             Stream.filter((text) => text !== ""),
