@@ -86,7 +86,8 @@ export interface JailBinding {
    * O_CLOEXEC | O_NOCTTY | O_NONBLOCK are always added (O_NONBLOCK so a planted FIFO
    * or device never blocks the open; it is cleared again on a regular file). Anything
    * that is not a regular file is closed and refused with ENOTREG (EISDIR for a directory).
-   * `mode` applies when the file is created.
+   * `mode` applies when the file is created. Opened for writing, a file loses its
+   * setuid and setgid bits (the kernel's rule for unprivileged writers, applied to root too).
    */
   open(root: number, path: string, flags: number, mode: number): Promise<number>
 

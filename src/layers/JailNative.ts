@@ -216,20 +216,6 @@ const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath, app
   }
 }
 
-/**
- * A file opened for writing loses its setuid and setgid bits, as the kernel does
- * for a writer without CAP_FSETID. A server running as root has that capability,
- * so without this a client could overwrite the contents of a setuid file planted
- * in its root by someone else and keep the bit.
- */
-const dropSetId = (file: FileHandle): Effect.Effect<void, JailError> =>
-  file.stat.pipe(
-    Effect.flatMap((stat) =>
-      (stat.mode & 0o6000) === 0 ? Effect.void : file.setAttributes({ mode: stat.mode & 0o1777 })
-    ),
-    Effect.tapError(() => Effect.ignore(file.close))
-  )
-
 const makeDirectoryHandle = (binding: JailBinding, fd: number, path: VirtualPath): DirectoryHandle => {
   let closed = false
   return {
@@ -264,12 +250,10 @@ const makeHandle = (binding: JailBinding, options: Required<JailNativeOptions>, 
     stat,
     lstat: (path) =>
       syscall("lstat", path, () => binding.lstat(rootFd, rel(path))).pipe(Effect.map((s) => toFileStat(binding, s))),
-    // One uninterruptible step: an interruption between the open and the setuid check would leak the fd.
+    // The addon drops setuid/setgid bits of a file opened for writing, in the same call.
     openFile: (path, mode) =>
       syscall("open", path, () => binding.open(rootFd, rel(path), openFlags(binding, mode), options.fileMode)).pipe(
-        Effect.map((fd) => makeFileHandle(binding, fd, path, mode.append === true)),
-        Effect.tap((file) => (mode.write ? dropSetId(file) : Effect.void)),
-        Effect.uninterruptible
+        Effect.map((fd) => makeFileHandle(binding, fd, path, mode.append === true))
       ),
     openDirectory,
     list: (path, batch = 256) =>

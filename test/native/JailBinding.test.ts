@@ -179,6 +179,19 @@ describe("files", () => {
     expect(fs.statSync(host("nosuid")).mode & 0o7000).toBe(0)
   })
 
+  it("drops setuid and setgid of an existing file opened for writing, not for reading", async () => {
+    for (const name of ["suid-w", "suid-rw", "suid-r"]) {
+      fs.writeFileSync(host(name), "x")
+      fs.chmodSync(host(name), 0o6755)
+    }
+    await jail.close(await jail.open(root.fd, "suid-w", O_WRONLY, 0))
+    await jail.close(await jail.open(root.fd, "suid-rw", O_RDWR, 0))
+    await jail.close(await jail.open(root.fd, "suid-r", O_RDONLY, 0))
+    expect(fs.statSync(host("suid-w")).mode & 0o7777).toBe(0o755)
+    expect(fs.statSync(host("suid-rw")).mode & 0o7777).toBe(0o755)
+    expect(fs.statSync(host("suid-r")).mode & 0o7777).toBe(0o6755)
+  })
+
   it("honours O_EXCL, O_TRUNC and O_APPEND", async () => {
     fs.writeFileSync(host("flags"), "0123456789")
     expect(await codeOf(jail.open(root.fd, "flags", O_CREAT | O_EXCL | O_WRONLY, 0o600))).toBe("EEXIST")
