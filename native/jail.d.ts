@@ -80,6 +80,12 @@ export interface JailBinding {
 
   /** Closes any fd this addon returned (root, file or directory). */
   close(fd: number): Promise<void>
+  /**
+   * Reads a file's attributes, then closes the fd whatever fstat said, in one
+   * call: null when fstat failed. Rejects only when close fails (the fd is
+   * released anyway, as close(2) does on Linux).
+   */
+  fstatClose(fd: number): Promise<NativeStat | null>
 
   /**
    * Opens a regular file for byte I/O. `flags` combines the O_* constants above;

@@ -208,10 +208,12 @@ const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath, app
     // copy-data reads a handle it does not lock): the fd is closed only once those
     // calls are done, or a later open could reuse its number before they run.
     close: Effect.suspend(() => {
-      if (closed) return Effect.void
+      if (closed) return Effect.succeed(undefined)
       closed = true
       const idle = running === 0 ? Effect.void : Effect.callback<void>((resume) => void (whenIdle = () => resume(Effect.void)))
-      return Effect.uninterruptible(Effect.andThen(idle, syscall("close", path, () => binding.close(fd))))
+      return Effect.uninterruptible(Effect.andThen(idle, syscall("close", path, () => binding.fstatClose(fd)))).pipe(
+        Effect.map((final) => (final === null ? undefined : toFileStat(binding, final)))
+      )
     })
   }
 }

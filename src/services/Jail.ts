@@ -209,8 +209,13 @@ export interface FileHandle {
   setAttributes(attributes: SetAttributes): Effect.Effect<void, JailError>
   readonly sync: Effect.Effect<void, JailError>
   readonly statvfs: Effect.Effect<FsStats, JailError>
-  /** Closes the file; closing twice is a no-op. A failed close (EIO, ENOSPC on NFS) is reported. */
-  readonly close: Effect.Effect<void, JailError>
+  /**
+   * Closes the file and gives its attributes as they were just before the close
+   * (an upload's final size), read in the same call; undefined when they could
+   * not be read, and on a second close, which is a no-op. A failed close (EIO,
+   * ENOSPC on NFS) is reported.
+   */
+  readonly close: Effect.Effect<FileStat | undefined, JailError>
 }
 
 /**

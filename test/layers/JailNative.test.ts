@@ -368,9 +368,9 @@ while time.time() < end:
               resolve()
             }, reject)
           }),
-        close: (fd: number) => {
+        fstatClose: (fd: number) => {
           calls.push("close")
-          return real.close(fd)
+          return real.fstatClose(fd)
         }
       }
       const jail = yield* (yield* JailNative.makeWithBinding(held)).open(base)

@@ -192,6 +192,16 @@ describe("files", () => {
     expect(fs.statSync(host("suid-r")).mode & 0o7777).toBe(0o6755)
   })
 
+  it("fstatClose gives the attributes just before the close and releases the fd", async () => {
+    const fd = await jail.open(root.fd, "final", O_CREAT | O_WRONLY, 0o600)
+    fs.writeSync(fd, "twelve bytes")
+    const final = await jail.fstatClose(fd)
+    expect(final?.size).toBe(12)
+    expect((final?.mode ?? 0) & S_IFMT).toBe(S_IFREG)
+    // Closed: a second close of the number is EBADF (expectNoFdLeak checks the count too).
+    expect(await codeOf(jail.fstatClose(fd))).toBe("EBADF")
+  })
+
   it("honours O_EXCL, O_TRUNC and O_APPEND", async () => {
     fs.writeFileSync(host("flags"), "0123456789")
     expect(await codeOf(jail.open(root.fd, "flags", O_CREAT | O_EXCL | O_WRONLY, 0o600))).toBe("EEXIST")

@@ -70,7 +70,11 @@ export interface Faults {
     real: Effect.Effect<Uint8Array, JailError>,
     tools: FaultTools
   ) => Effect.Effect<Uint8Array, JailError>
-  readonly close?: (file: OpenedFile, real: Effect.Effect<void, JailError>, tools: FaultTools) => Effect.Effect<void, JailError>
+  readonly close?: (
+    file: OpenedFile,
+    real: Effect.Effect<FileStat | undefined, JailError>,
+    tools: FaultTools
+  ) => Effect.Effect<FileStat | undefined, JailError>
 }
 
 /** Which virtual paths a fault applies to: a predicate, one exact path, or every path. */

@@ -286,10 +286,11 @@ export const serve = (
             if (verb === "STOR") yield* file.setAttributes({ size: offset })
             const { bytes } = yield* DataChannel.receiveFile(socket, (at, data) => touchAfter(file.write(at, data)), offset)
             if (expected !== undefined && bytes !== expected) return yield* Effect.fail(refuse("AlloMismatch"))
-            const size = (yield* file.stat).size
-            yield* file.close
+            // The close reads the final size in the same call.
+            const final = yield* file.close
             // Announce only what arrived whole and closed cleanly.
-            if (!isTemporary(options, path)) yield* announce(path, size)
+            if (final === undefined) yield* Effect.logWarning("upload closed but its size could not be read: not announced")
+            else if (!isTemporary(options, path)) yield* announce(path, final.size)
           }), verb === "STOU" ? `FILE: ${VirtualPath.basename(path)}` : undefined).pipe(Effect.ensuring(Effect.ignore(file.close)))
       })
 

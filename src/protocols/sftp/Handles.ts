@@ -67,8 +67,8 @@ export interface HandleTable {
 const keyOf = (handle: Uint8Array): number | undefined =>
   handle.length === 4 ? Buffer.from(handle.buffer, handle.byteOffset, 4).readUInt32BE(0) : undefined
 
-const closeQuietly = (entry: HandleEntry) =>
-  (entry._tag === "File" ? entry.file.close : entry.directory.close).pipe(
+const closeQuietly = (entry: HandleEntry): Effect.Effect<void> =>
+  (entry._tag === "File" ? Effect.asVoid(entry.file.close) : entry.directory.close).pipe(
     Effect.catch((error) => Effect.logWarning("closing a handle at session end failed", error))
   )
 

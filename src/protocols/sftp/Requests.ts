@@ -170,9 +170,9 @@ const close = (ctx: RequestContext, request: Codec.Close) =>
         return undefined
       }
       const announced = entry.writable && !entry.failed && !isTemporary(ctx, entry.path)
-      const size = announced ? (yield* Effect.result(entry.file.stat)) : undefined
-      yield* entry.file.close
-      return size && Result.isSuccess(size) ? { path: entry.path, size: size.success.size } : undefined
+      // The close reads the final size in the same call (undefined if it could not).
+      const final = yield* entry.file.close
+      return announced && final !== undefined ? { path: entry.path, size: final.size } : undefined
     }))
     // Announce only a clean close of a handle whose every write succeeded.
     if (closed) yield* announce(ctx, closed.path, closed.size)
