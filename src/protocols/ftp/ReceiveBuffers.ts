@@ -15,6 +15,7 @@
 import { Effect } from "effect"
 import type { Readable } from "node:stream"
 import * as ReleaseMemory from "../common/ReleaseMemory.js"
+import * as Waiter from "../common/Waiter.js"
 
 /**
  * The next batch: `bytes` is a view of one of the two buffers, valid until the
@@ -54,7 +55,7 @@ export const make = (socket: Readable, size: number): ReceiveBuffers => {
   let carry: Buffer | undefined
   let ended = socket.readableEnded
   let truncated = !ended && socket.destroyed
-  let waiter: (() => void) | undefined
+  const waiter = Waiter.make()
   let flushScheduled = false
 
   const copyIn = (chunk: Buffer): void => {
@@ -72,7 +73,7 @@ export const make = (socket: Readable, size: number): ReceiveBuffers => {
   }
   const wake = () => {
     flushScheduled = false
-    waiter?.()
+    waiter.wake()
   }
   const onData = (chunk: Buffer) => {
     // Paused with a carry, a chunk Node had already read may still be emitted: keep it after the carry.
@@ -85,20 +86,20 @@ export const make = (socket: Readable, size: number): ReceiveBuffers => {
     if (carry === undefined) ReleaseMemory.release(chunk)
     if (filled === buffers[current]!.length) {
       socket.pause()
-      waiter?.()
-    } else if (waiter && !flushScheduled) {
+      waiter.wake()
+    } else if (waiter.waiting() && !flushScheduled) {
       flushScheduled = true
       setImmediate(wake)
     }
   }
   const onEnd = () => {
     ended = true
-    waiter?.()
+    waiter.wake()
   }
   // A close after the end is the normal case; before it, the upload is incomplete.
   const onClose = () => {
     if (!ended) truncated = true
-    waiter?.()
+    waiter.wake()
   }
   socket.on("data", onData)
   socket.once("end", onEnd)
@@ -121,29 +122,18 @@ export const make = (socket: Readable, size: number): ReceiveBuffers => {
   }
 
   const next = <E>(onTruncated: () => E): Effect.Effect<Batch, E> =>
-    Effect.callback<Batch, E>((resume) => {
-      const settle = (): boolean => {
-        if (filled > 0) {
-          waiter = undefined
-          resume(Effect.succeed(take()))
-          return true
-        }
-        if (ended || truncated) {
-          waiter = undefined
-          resume(ended ? Effect.succeed({ bytes: new Uint8Array(0) }) : Effect.fail(onTruncated()))
-          return true
-        }
-        return false
-      }
-      if (settle()) return
-      waiter = () => void settle()
-      return Effect.sync(() => {
-        waiter = undefined
-      })
-    })
+    waiter.next<Batch, E>(() =>
+      filled > 0
+        ? Effect.succeed(take())
+        : ended
+        ? Effect.succeed({ bytes: new Uint8Array(0) })
+        : truncated
+        ? Effect.fail(onTruncated())
+        : undefined
+    )
 
   const release = Effect.sync(() => {
-    waiter = undefined
+    waiter.clear()
     socket.off("data", onData)
     socket.off("end", onEnd)
     socket.off("close", onClose)

@@ -14,6 +14,7 @@
  */
 import { Effect } from "effect"
 import type { Readable } from "node:stream"
+import * as Waiter from "../common/Waiter.js"
 
 /**
  * Reading side of one channel, made by `make`.
@@ -39,15 +40,15 @@ export const make = <E>(channel: Readable, maxBatchBytes: number, onBroken: () =
   let batchBytes = 0
   let ended = false
   let broken = false
-  let waiter: (() => void) | undefined
+  const waiter = Waiter.make()
   let wakeScheduled = false
 
   const wake = () => {
     wakeScheduled = false
-    waiter?.()
+    waiter.wake()
   }
   const scheduleWake = () => {
-    if (waiter && !wakeScheduled) {
+    if (waiter.waiting() && !wakeScheduled) {
       wakeScheduled = true
       queueMicrotask(wake)
     }
@@ -73,33 +74,25 @@ export const make = <E>(channel: Readable, maxBatchBytes: number, onBroken: () =
   // Stays after release: a late error without a listener would be an uncaught exception.
   channel.on("error", onBroken_)
 
-  const next = Effect.callback<ReadonlyArray<Buffer>, E>((resume) => {
-    const settle = (): boolean => {
-      if (batch.length > 0) {
-        const taken = batch
-        batch = []
-        batchBytes = 0
-        waiter = undefined
-        if (channel.isPaused()) channel.resume()
-        resume(Effect.succeed(taken))
-        return true
-      }
-      if (ended || broken) {
-        waiter = undefined
-        resume(ended ? Effect.succeed([]) : Effect.fail(onBroken()))
-        return true
-      }
-      return false
-    }
-    if (settle()) return
-    waiter = () => void settle()
-    return Effect.sync(() => {
-      waiter = undefined
-    })
-  })
+  const take = (): ReadonlyArray<Buffer> => {
+    const taken = batch
+    batch = []
+    batchBytes = 0
+    if (channel.isPaused()) channel.resume()
+    return taken
+  }
+  const next = waiter.next<ReadonlyArray<Buffer>, E>(() =>
+    batch.length > 0
+      ? Effect.succeed(take())
+      : ended
+      ? Effect.succeed([])
+      : broken
+      ? Effect.fail(onBroken())
+      : undefined
+  )
 
   const release = Effect.sync(() => {
-    waiter = undefined
+    waiter.clear()
     channel.off("data", onData)
     channel.off("end", onEnd)
     channel.off("close", onBroken_)
