@@ -35,8 +35,10 @@ interface WriteChunk {
 
 /**
  * Makes `socket` release every whole buffer written through it once the kernel
- * has it. For sockets whose writers never touch a buffer after writing it
- * (ssh2's outgoing packets, which it allocates one per packet).
+ * has it. For sockets whose writers never touch a buffer after writing it:
+ * ssh2 allocates each outgoing packet, encrypts it in place and writes it (what
+ * it keeps, such as its KEXINIT for the exchange hash, is a separate copy);
+ * Node's TLS layer writes a fresh copy of each record batch.
  * @category constructors
  */
 export const releaseWritten = (socket: Socket): void => {
