@@ -8,7 +8,7 @@
  * the batch grows to `maxBatchBytes` and then the channel is paused: ssh2's
  * stream buffer fills and it stops granting window, which stops the client.
  *
- * An idle channel costs three listeners and one pending callback; an async
+ * An idle channel costs four listeners and one pending callback; an async
  * iterator over the stream, which this replaces, kept a generator, promises and
  * a Stream pull loop alive for every idle session.
  */
