@@ -103,7 +103,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await jail.close(rootFd)
   expect(outsideHash()).toBe(hashBefore)
-  for (let i = 0; i < 50 && openFds() > fdsBefore; i++) await new Promise((r) => setTimeout(r, 20))
+  // Every call was awaited, and the binding closes its fds before it settles.
   expect(openFds()).toBeLessThanOrEqual(fdsBefore)
   fs.rmSync(base, { recursive: true, force: true })
 })

@@ -60,16 +60,20 @@ export const run = (command: string, args: ReadonlyArray<string>, options: RunOp
       cwd: options.cwd,
       env: environment(options.env),
       stdio: ["pipe", "pipe", "pipe"],
-      detached: true
+      detached: true,
+      // Node's own deadline: it sends SIGKILL to the child, and the 'exit' handler
+      // below then kills the rest of its process group (sshpass's ssh, say).
+      timeout: options.timeoutMs ?? 60_000,
+      killSignal: "SIGKILL"
     })
     const stdout: Array<Buffer> = []
     const stderr: Array<Buffer> = []
-    let timedOut = false
     let settled = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      killGroup(child.pid)
-    }, options.timeoutMs ?? 60_000)
+    // Only Node's deadline calls child.kill(): killGroup signals the group directly.
+    const timedOut = () => child.killed
+    child.on("exit", () => {
+      if (timedOut()) killGroup(child.pid)
+    })
     child.stdout.on("data", (chunk: Buffer) => void stdout.push(chunk))
     child.stderr.on("data", (chunk: Buffer) => void stderr.push(chunk))
     // A child that exits before reading all of its input makes stdin fail with EPIPE.
@@ -77,26 +81,21 @@ export const run = (command: string, args: ReadonlyArray<string>, options: RunOp
     child.on("error", (error) => {
       if (settled) return
       settled = true
-      clearTimeout(timer)
       resume(Effect.fail(new SpawnError({ command, message: error.message })))
     })
     child.on("close", (code, signal) => {
       if (settled) return
       settled = true
-      clearTimeout(timer)
       resume(Effect.succeed({
         code,
         signal,
-        timedOut,
+        timedOut: timedOut(),
         stdout: Buffer.concat(stdout).toString("utf8"),
         stderr: Buffer.concat(stderr).toString("utf8")
       }))
     })
     child.stdin.end(options.input ?? "")
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      killGroup(child.pid)
-    })
+    return Effect.sync(() => killGroup(child.pid))
   })
 
 /** A one-line summary of a result, for assertion messages. */
