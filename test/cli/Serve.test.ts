@@ -12,6 +12,7 @@ import * as net from "node:net"
 import * as tls from "node:tls"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as JsonLines from "../utils/JsonLines.js"
 import { run as runProcess } from "../utils/Processes.js"
 import { call, connect, login } from "../utils/SftpClient.js"
 import { selfSignedCertificate } from "../utils/TestServer.js"
@@ -32,31 +33,11 @@ const start = (args: ReadonlyArray<string>, cwd: string, env: Record<string, str
   Effect.acquireRelease(
     Effect.gen(function*() {
       const child = spawn(bin, [...args], { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
-      const records: Array<Record<string, unknown>> = []
-      const waiters = new Set<() => void>()
-      let pending = ""
+      const { line } = JsonLines.watch(child.stdout!)
       let stderr = ""
-      child.stdout!.on("data", (chunk: Buffer) => {
-        pending += chunk.toString()
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) records.push(JSON.parse(line) as Record<string, unknown>)
-        waiters.forEach((w) => w())
-      })
       child.stderr!.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
       const exited = yield* Deferred.make<{ code: number | null; stderr: string }>()
       child.on("exit", (code) => setImmediate(() => Deferred.doneUnsafe(exited, Effect.succeed({ code, stderr }))))
-      const line = (predicate: (record: Record<string, unknown>) => boolean) =>
-        Effect.callback<Record<string, unknown>>((resume) => {
-          const check = () => {
-            const found = records.find(predicate)
-            if (!found) return
-            waiters.delete(check)
-            resume(Effect.succeed(found))
-          }
-          waiters.add(check)
-          check()
-        })
       return { child, line, exit: Deferred.await(exited) } satisfies Running
     }),
     ({ child }) => Effect.sync(() => void (child.exitCode === null && child.kill("SIGKILL")))

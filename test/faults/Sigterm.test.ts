@@ -23,7 +23,7 @@ import { connect as ftpConnect, type FtpRawClient, onceEvent, openData, sha256 }
 import { call, connect as sftpConnect } from "../utils/SftpClient.js"
 import { tempDir } from "../utils/TempDir.js"
 import { generateSshKeyPair } from "../../src/layers/SshKeys.js"
-import { serve, writeConfig } from "./Command.js"
+import { serve, writeConfig } from "../utils/Command.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB

@@ -20,7 +20,7 @@ import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import ssh2 from "ssh2"
 import { tempDir } from "../utils/TempDir.js"
-import { serve, user, writeConfig } from "./Command.js"
+import { serve, user, writeConfig } from "../utils/Command.js"
 
 const bin = path.resolve(import.meta.dirname, "../../bin/portcullis")
 

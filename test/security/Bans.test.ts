@@ -14,7 +14,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect } from "effect"
 import { TestClock } from "effect/testing"
-import { spawn } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -24,6 +23,7 @@ import { Server as PromiseServer } from "../../src/promise.js"
 import { ConnectionGuard } from "../../src/services/ConnectionGuard.js"
 import { connect as ftpConnect, type FtpRawClient, validHostKey } from "../utils/FtpRawClient.js"
 import { connect as sftpConnect } from "../utils/SftpClient.js"
+import { serve, writeConfig } from "../utils/Command.js"
 import { tempDir } from "../utils/TempDir.js"
 import { testServer } from "../utils/TestServer.js"
 import { ftpRead, ftpWrite, sftpRead, sftpWrite } from "./BothProtocols.js"
@@ -184,48 +184,20 @@ describe("F.bans (checklist F2: bans after repeated login failures)", () => {
       const dir = yield* tempDir("portcullis-bans-cli-")
       const root = path.join(dir, "alice")
       fs.mkdirSync(root)
-      const configFile = path.join(dir, "config.json")
-      fs.writeFileSync(configFile, JSON.stringify({
+      const configFile = writeConfig(dir, {
         ftp: { address: "127.0.0.1:0", requireTLS: false },
         bans: { maxFailures: 2 },
         users: [{ username: "alice", password: "alice-password", root }]
-      }))
-      const bin = path.resolve(import.meta.dirname, "../../bin/portcullis")
-      const child = yield* Effect.acquireRelease(
-        Effect.sync(() => spawn(bin, ["serve", "--config", configFile], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })),
-        (c) => Effect.sync(() => void (c.exitCode === null && c.kill("SIGKILL")))
-      )
-      const records: Array<Record<string, unknown>> = []
-      const waiters = new Set<() => void>()
-      let pending = ""
-      child.stdout!.on("data", (chunk: Buffer) => {
-        pending += chunk.toString()
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) records.push(JSON.parse(line) as Record<string, unknown>)
-        waiters.forEach((wake) => wake())
       })
-      /** The first line whose JSON matches `predicate`, once printed. */
-      const line = (predicate: (record: Record<string, unknown>) => boolean) =>
-        Effect.callback<Record<string, unknown>>((resume) => {
-          const check = () => {
-            const found = records.find(predicate)
-            if (!found) return
-            waiters.delete(check)
-            resume(Effect.succeed(found))
-          }
-          waiters.add(check)
-          check()
-        })
-      const listening = yield* line((r) => r["event"] === "listening")
-      const port = Number(String(listening["address"]).split(":")[1])
+      const { line, port: portOf, records } = yield* serve(configFile, dir)
+      const port = yield* portOf("ftp")
       yield* ftpWrong(port, 2, "127.0.0.3")
       const banned = yield* line((r) => r["event"] === "client_banned")
       assert.strictEqual(banned["clientIp"], "127.0.0.3")
       const until = Date.parse(String(banned["until"]))
       assert.isTrue(Number.isFinite(until) && until > Date.now() + 14 * 60_000, String(banned["until"]))
       // The login_failed lines are printed as before, one per failure (events reach stdout a moment later).
-      yield* line(() => records.filter((r) => r["event"] === "login_failed" && r["clientIp"] === "127.0.0.3").length === 2)
+      yield* line(() => records().filter((r) => r["event"] === "login_failed" && r["clientIp"] === "127.0.0.3").length === 2)
 
       // The Promise facade.
       const server = new PromiseServer({

@@ -8,7 +8,8 @@ import { Deferred, Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { run } from "../utils/Processes.js"
+import * as JsonLines from "./JsonLines.js"
+import { run } from "./Processes.js"
 
 const bin = path.resolve(import.meta.dirname, "../../bin/portcullis")
 
@@ -37,38 +38,17 @@ export const serve = (configFile: string, cwd: string) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const child = spawn(bin, ["serve", "--config", configFile], { cwd, stdio: ["ignore", "pipe", "pipe"] })
-      const records: Array<Record<string, unknown>> = []
-      const waiters = new Set<() => void>()
-      let pending = ""
+      const { line, records } = JsonLines.watch(child.stdout!)
       let stderr = ""
-      child.stdout!.on("data", (chunk: Buffer) => {
-        pending += chunk.toString()
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) if (line !== "") records.push(JSON.parse(line) as Record<string, unknown>)
-        waiters.forEach((w) => w())
-      })
       child.stderr!.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
       const exited = yield* Deferred.make<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>()
       // 'close' comes after the last 'data' of stdout and stderr.
       child.on("close", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ code, signal, stderr })))
-      const line = (predicate: (record: Record<string, unknown>) => boolean) =>
-        Effect.callback<Record<string, unknown>>((resume) => {
-          const check = () => {
-            const found = records.find(predicate)
-            if (!found) return
-            waiters.delete(check)
-            resume(Effect.succeed(found))
-          }
-          waiters.add(check)
-          check()
-          return Effect.sync(() => void waiters.delete(check))
-        })
       const port = (protocol: "sftp" | "ftp") =>
         line((r) => r["event"] === "listening" && r["protocol"] === protocol).pipe(
           Effect.map((r) => Number(String(r["address"]).split(":").pop()))
         )
-      return { child, records: () => records, line, port, exit: Deferred.await(exited) } satisfies RunningServe
+      return { child, records, line, port, exit: Deferred.await(exited) } satisfies RunningServe
     }),
     ({ child }) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
   )
