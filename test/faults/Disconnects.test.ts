@@ -89,6 +89,21 @@ const stillServes = (server: TestServer, events: UploadQueue, name: string) =>
   })
 
 /** A server in clear FTP on a faulty jail, its event queue, and the warm fd snapshot. */
+/** A RETR of 32 MiB whose client has not read yet, once the server made two reads of the file. */
+const retrAfterTwoReads = (server: TestServer, root: string, jail: FaultyJail.FaultyJail) =>
+  Effect.gen(function*() {
+    fs.writeFileSync(path.join(root, "big.bin"), crypto.randomBytes(32 * MiB))
+    yield* jail.arm(FaultyJail.readsObserved("/big.bin"))
+    const client = yield* ftpConnect(server.ftpPort)
+    yield* client.login("alice")
+    const port = yield* client.pasv
+    yield* client.expect("RETR big.bin", 150)
+    const data = yield* openData(port, { paused: true })
+    yield* data.connected
+    yield* jail.awaitFired(2)
+    return { client, data }
+  })
+
 const setUp = Effect.gen(function*() {
   const jail = FaultyJail.make()
   const server = yield* ftpTestServer({ jail: jail.layer, ftp: { requireTLS: false } })
@@ -215,16 +230,8 @@ describe("FTP: a connection closed mid-transfer", () => {
   it.effect("RETR, the data connection destroyed after two reads: 426, the control connection goes on, no fd left", () =>
     Effect.gen(function*() {
       const { before, events, jail, root, server } = yield* setUp
-      fs.writeFileSync(path.join(root, "big.bin"), crypto.randomBytes(32 * MiB))
-      yield* jail.arm(FaultyJail.readsObserved("/big.bin"))
       yield* Effect.scoped(Effect.gen(function*() {
-        const client = yield* ftpConnect(server.ftpPort)
-        yield* client.login("alice")
-        const port = yield* client.pasv
-        yield* client.expect("RETR big.bin", 150)
-        const data = yield* openData(port, { paused: true })
-        yield* data.connected
-        yield* jail.awaitFired(2)
+        const { client, data } = yield* retrAfterTwoReads(server, root, jail)
         data.raw.destroy()
         yield* data.closed
         yield* client.expectReply(426)
@@ -239,16 +246,8 @@ describe("FTP: a connection closed mid-transfer", () => {
   it.effect("RETR, the control connection closed after two reads: the session ends, its data connection too, no fd left", () =>
     Effect.gen(function*() {
       const { before, events, jail, root, server } = yield* setUp
-      fs.writeFileSync(path.join(root, "big.bin"), crypto.randomBytes(32 * MiB))
-      yield* jail.arm(FaultyJail.readsObserved("/big.bin"))
       yield* Effect.scoped(Effect.gen(function*() {
-        const client = yield* ftpConnect(server.ftpPort)
-        yield* client.login("alice")
-        const port = yield* client.pasv
-        yield* client.expect("RETR big.bin", 150)
-        const data = yield* openData(port, { paused: true })
-        yield* data.connected
-        yield* jail.awaitFired(2)
+        const { client, data } = yield* retrAfterTwoReads(server, root, jail)
         client.raw.destroy()
         yield* client.closed
         // Read on, so the end the server sends is seen.
