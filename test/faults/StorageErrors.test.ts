@@ -236,7 +236,7 @@ describe("storage failures in the middle of an upload", () => {
 })
 
 describe("storage failing in the middle of a download", () => {
-  it.live("EIO from the third read on: FTP resets the data connection (no clean FIN) and answers 451 (curl fails); SFTP READ gets FAILURE (OpenSSH get exits 1); no fd left", () =>
+  it.live("EIO from the third read on: FTP resets the data connection (no clean FIN) and answers 451 (curl fails, under PROT P too); SFTP READ gets FAILURE (OpenSSH get exits 1); no fd left", () =>
     Effect.gen(function*() {
       const jail = FaultyJail.make()
       const server = yield* faultyServer(jail)
@@ -284,6 +284,14 @@ describe("storage failing in the middle of a download", () => {
       const curl = yield* run("curl", ["-sS", "--max-time", "60", "-o", path.join(local, "curl.bin"), `ftp://alice:alice-password@127.0.0.1:${server.ftpPort}/failing.bin`]).pipe(Effect.orDie)
       // 56: the reset reached curl as a receive failure (18 if it saw the end of the data first and the 451).
       assert.include([56, 18], curl.code, describeResult(curl))
+      // Under PROT P a download runs TLS straight on the TCP socket (no transport tap):
+      // the cut must still reach the client as one, the stream ending without close_notify.
+      const tlsCurl = yield* run("curl", [
+        "-sS", "--max-time", "60", "--ssl-reqd", "--cacert", server.certFile, "-o", path.join(local, "curl-tls.bin"),
+        `ftp://alice:alice-password@127.0.0.1:${server.ftpPort}/failing.bin`
+      ]).pipe(Effect.orDie)
+      assert.notStrictEqual(tlsCurl.code, 0, describeResult(tlsCurl))
+      assert.isBelow(fs.statSync(path.join(local, "curl-tls.bin"), { throwIfNoEntry: false })?.size ?? 0, content.length)
       const batch = path.join(local, "batch")
       fs.writeFileSync(batch, `get /failing.bin ${path.join(local, "openssh.bin")}\n`)
       const get = yield* run("sshpass", [
