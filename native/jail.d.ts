@@ -88,6 +88,26 @@ export interface JailBinding {
   fstatClose(fd: number): Promise<NativeStat | null>
 
   /**
+   * Writes what the stream socket `socketFd` sends into `fileFd`, from `offset`
+   * on, until the peer ends the stream. A thread of its own reads each chunk and
+   * writes it at once (pwrite; in append mode the kernel writes at the end); it
+   * works on duplicates of both fds, which it closes before the final callback.
+   * `callback(bytes, false)` reports progress (every few MiB, and whenever the
+   * socket runs dry); the final call is `callback(bytes, true)` once the peer
+   * ended the stream and every byte is written, or `callback(bytes, true, code,
+   * syscall)` when it stopped: `syscall` "pwrite" is a file error, "recv" or
+   * "poll" a socket error (ECANCELED after `cancel`), and anything else a failure
+   * to start. Returns `cancel`, which stops the transfer at its next chunk.
+   * Nothing runs on the libuv thread pool. Throws a TypeError on invalid arguments.
+   */
+  receive(
+    socketFd: number,
+    fileFd: number,
+    offset: number,
+    callback: (bytes: number, done: boolean, code?: string, syscall?: string) => void
+  ): () => void
+
+  /**
    * Opens a regular file for byte I/O. `flags` combines the O_* constants above;
    * O_CLOEXEC | O_NOCTTY | O_NONBLOCK are always added (O_NONBLOCK so a planted FIFO
    * or device never blocks the open; it is cleared again on a regular file). Anything

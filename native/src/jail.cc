@@ -37,6 +37,9 @@
 
 #include <napi.h>
 
+#include "errno_name.h"
+#include "receive.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -350,23 +353,11 @@ Failure Statvfs(int root, const std::string& path, struct statvfs& out) {
 // ---------------------------------------------------------------------------
 // Conversions to JS. These run on the JS thread.
 
-// glibc 2.32+ names errnos and describes them without a shared buffer. Elsewhere
-// the code falls back to "E<number>" (see ErrnoError) and strerror describes it.
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 32)
-const char* ErrnoName(int err) { return strerrorname_np(err); }
-const char* ErrnoDescription(int err) { return strerrordesc_np(err); }
-#else
-const char* ErrnoName(int) { return nullptr; }
-const char* ErrnoDescription(int err) { return strerror(err); }
-#endif
-
 Napi::Value ErrnoError(Napi::Env env, const Failure& failure) {
   const bool notRegular = failure.err == kNotRegular;
-  const char* name = notRegular ? "ENOTREG" : ErrnoName(failure.err);
-  const char* description = notRegular ? "Not a regular file" : ErrnoDescription(failure.err);
-  const std::string number = std::to_string(failure.err);
-  const std::string code = name != nullptr ? name : "E" + number;
-  const std::string text = description != nullptr ? description : "Unknown error " + number;
+  const char* description = notRegular ? "Not a regular file" : errno_name::Description(failure.err);
+  const std::string code = notRegular ? "ENOTREG" : errno_name::Code(failure.err);
+  const std::string text = description != nullptr ? description : "Unknown error " + std::to_string(failure.err);
   Napi::Error error = Napi::Error::New(env, std::string(failure.syscall) + ": " + text);
   error.Set("code", Napi::String::New(env, code));
   if (!notRegular) error.Set("errno", Napi::Number::New(env, failure.err));
@@ -830,7 +821,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"fchmod", js::Fchmod},     {"truncate", js::Truncate}, {"ftruncate", js::Ftruncate},
       {"utimes", js::Utimes},     {"futimes", js::Futimes},   {"chown", js::Chown},
       {"fchown", js::Fchown},     {"statvfs", js::Statvfs},   {"fstatvfs", js::Fstatvfs},
-      {"fsync", js::Fsync},       {"fstatClose", js::FstatClose},
+      {"fsync", js::Fsync},       {"fstatClose", js::FstatClose}, {"receive", receive::Receive},
   };
   for (const auto& [name, callback] : functions) {
     exports.Set(name, Napi::Function::New(env, callback, name));

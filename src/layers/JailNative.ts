@@ -10,7 +10,7 @@
  * finalizers close the fd. Otherwise a late read could land on an fd number the
  * process had already reused for another user's file.
  */
-import { Effect, Layer, Option, Stream } from "effect"
+import { Context, Effect, Layer, Option, Stream } from "effect"
 import * as nodePath from "node:path"
 import type { JailBinding, NativeStat, NativeStatVfs } from "../../native/jail.js"
 import { loadJailBinding } from "../../native/load.js"
@@ -27,6 +27,7 @@ import {
   JailUnavailable,
   type JailOp,
   type OpenMode,
+  type Received,
   type SetAttributes
 } from "../services/Jail.js"
 import { toRelative, type VirtualPath } from "../services/VirtualPath.js"
@@ -171,6 +172,41 @@ const applyAttributes = (
     }
   })
 
+/**
+ * FileHandle.receiveFrom: the addon's `receive` thread does the reads and
+ * writes; this only waits for its final callback. Interrupted, it cancels and
+ * still waits for that callback, so the caller's close comes after the last write.
+ */
+const receive = (
+  binding: JailBinding,
+  socketFd: number,
+  fileFd: number,
+  offset: number,
+  onProgress: Effect.Effect<void>,
+  path: VirtualPath
+): Effect.Effect<Received, JailError> =>
+  Effect.contextWith((context: Context.Context<never>) =>
+    Effect.callback<Received, JailError>((resume) => {
+      const progress = Effect.runForkWith(context)
+      let finished = false
+      let afterCancel: (() => void) | undefined
+      const cancel = binding.receive(socketFd, fileFd, offset, (bytes, done, code, failed) => {
+        if (!done) return void progress(onProgress)
+        finished = true
+        if (afterCancel) return afterCancel()
+        if (code === undefined) resume(Effect.succeed({ bytes }))
+        else if (failed === "recv" || failed === "poll") resume(Effect.succeed({ bytes, socketError: code }))
+        // pwrite, or a failure to start (no fd left to duplicate, no thread): the server's side failed.
+        else resume(Effect.fail(errorFromErrno("write", path, code)))
+      })
+      return Effect.callback<void>((cancelled) => {
+        if (finished) return cancelled(Effect.void)
+        afterCancel = () => cancelled(Effect.void)
+        cancel()
+      })
+    })
+  )
+
 const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath, append: boolean): FileHandle => {
   let closed = false
   const io = GatheredIo.make(fd, { append })
@@ -194,6 +230,7 @@ const makeFileHandle = (binding: JailBinding, fd: number, path: VirtualPath, app
         return io.read(offset, buffer).then((bytes) => (bytes === length ? buffer : buffer.subarray(0, bytes)))
       }),
     write: (offset, data) => live("write", () => io.write(offset, data)),
+    receiveFrom: (socketFd, offset, onProgress) => guarded("write", receive(binding, socketFd, fd, offset, onProgress, path)),
     stat,
     setAttributes: (attributes) =>
       guarded("setAttributes", applyAttributes(attributes, stat, {

@@ -190,6 +190,16 @@ export interface OpenMode {
 }
 
 /**
+ * What `FileHandle.receiveFrom` wrote: `bytes`, and `socketError` (an errno name
+ * such as "ECONNRESET") when the socket failed before the peer ended the stream.
+ * @category models
+ */
+export interface Received {
+  readonly bytes: number
+  readonly socketError?: string | undefined
+}
+
+/**
  * An open regular file. Reads and writes are positional, so concurrent requests
  * on one handle (SFTP pipelining) need no shared cursor.
  * @category models
@@ -205,6 +215,20 @@ export interface FileHandle {
   read(offset: number, length: number, into?: Uint8Array): Effect.Effect<Uint8Array, JailError>
   /** Writes all of `data` at `offset` (at the end when opened with `append`). */
   write(offset: number, data: Uint8Array): Effect.Effect<void, JailError>
+  /**
+   * Writes what the connected stream socket `socketFd` sends, from `offset` on
+   * (at the end when opened with `append`), until the peer ends the stream or
+   * the socket fails; `onProgress` runs as bytes reach the file. A socket
+   * failure is a result (`socketError`, the errno name): the bytes written so far
+   * stay written. Interruption stops the transfer and waits until nothing more
+   * is written. The socket must not be read by anyone else meanwhile. Optional:
+   * a jail without it leaves callers to `write` chunk by chunk.
+   */
+  readonly receiveFrom?: ((
+    socketFd: number,
+    offset: number,
+    onProgress: Effect.Effect<void>
+  ) => Effect.Effect<Received, JailError>) | undefined
   readonly stat: Effect.Effect<FileStat, JailError>
   setAttributes(attributes: SetAttributes): Effect.Effect<void, JailError>
   readonly sync: Effect.Effect<void, JailError>

@@ -129,6 +129,11 @@ export const make = (): FaultyJail => {
           real.write(at, bytes).pipe(Effect.tap(() => Effect.sync(() => void (opened.written += bytes.length))))
         return faults.write ? faults.write(opened, offset, data, realWrite, tools) : realWrite(offset, data)
       }),
+    // The addon's own upload thread writes without passing `write`: while a write
+    // fault is armed it is hidden, so callers fall back to `write` and meet the fault.
+    get receiveFrom() {
+      return faults.write ? undefined : real.receiveFrom
+    },
     close: Effect.suspend(() => {
       opened.closes++
       return faults.close ? faults.close(opened, real.close, tools) : real.close
