@@ -181,51 +181,59 @@ describe("SFTP: the TCP connection destroyed mid-transfer", () => {
 })
 
 describe("FTP: a connection closed mid-transfer", () => {
-  it.effect("STOR, the data connection reset after the first write: 426, the control connection goes on, no event, no fd left", () =>
-    Effect.gen(function*() {
-      const { before, events, jail, server } = yield* setUp
-      yield* jail.arm(FaultyJail.writesObserved("/cut.bin"))
-      yield* Effect.scoped(Effect.gen(function*() {
-        const client = yield* ftpConnect(server.ftpPort)
-        yield* client.login("alice")
-        const port = yield* client.pasv
-        yield* client.expect("STOR cut.bin", 150)
-        const data = yield* openData(port)
-        yield* data.connected
-        data.socket.write(crypto.randomBytes(4 * MiB))
-        yield* jail.awaitFired(1)
-        data.raw.resetAndDestroy()
-        yield* data.closed
-        yield* client.expectReply(426)
-        yield* client.expect("NOOP", 200)
-        yield* client.expect("QUIT", 221)
-        yield* client.closed
-      }))
-      yield* assertClean(server, events, before)
-      yield* stillServes(server, events, "/next.txt")
-    }))
+  // An upload over plain TCP is written by the addon's thread; a write fault sends it through `write` instead.
+  const uploadPaths = [
+    { how: "written by the addon's thread", observe: FaultyJail.receivesObserved("/cut.bin") },
+    { how: "written in batches from JS", observe: FaultyJail.writesObserved("/cut.bin") }
+  ] as const
 
-  it.effect("STOR, the control connection closed after the first write: the session ends, its data connection too, no event, no fd left", () =>
-    Effect.gen(function*() {
-      const { before, events, jail, server } = yield* setUp
-      yield* jail.arm(FaultyJail.writesObserved("/cut.bin"))
-      yield* Effect.scoped(Effect.gen(function*() {
-        const client = yield* ftpConnect(server.ftpPort)
-        yield* client.login("alice")
-        const port = yield* client.pasv
-        yield* client.expect("STOR cut.bin", 150)
-        const data = yield* openData(port)
-        yield* data.connected
-        data.socket.write(crypto.randomBytes(4 * MiB))
-        yield* jail.awaitFired(1)
-        client.raw.destroy()
-        yield* client.closed
-        // The server ends the data connection with its session.
-        yield* data.closed
+  describe.each(uploadPaths)("STOR $how", ({ observe }) => {
+    it.effect("the data connection reset once bytes reached the file: 426, the control connection goes on, no event, no fd left", () =>
+      Effect.gen(function*() {
+        const { before, events, jail, server } = yield* setUp
+        yield* jail.arm(observe)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const client = yield* ftpConnect(server.ftpPort)
+          yield* client.login("alice")
+          const port = yield* client.pasv
+          yield* client.expect("STOR cut.bin", 150)
+          const data = yield* openData(port)
+          yield* data.connected
+          data.socket.write(crypto.randomBytes(4 * MiB))
+          yield* jail.awaitFired(1)
+          data.raw.resetAndDestroy()
+          yield* data.closed
+          yield* client.expectReply(426)
+          yield* client.expect("NOOP", 200)
+          yield* client.expect("QUIT", 221)
+          yield* client.closed
+        }))
+        yield* assertClean(server, events, before)
+        yield* stillServes(server, events, "/next.txt")
       }))
-      yield* assertClean(server, events, before)
-      yield* stillServes(server, events, "/next.txt")
-    }))
+
+    it.effect("the control connection closed once bytes reached the file: the session ends, its data connection too, no event, no fd left", () =>
+      Effect.gen(function*() {
+        const { before, events, jail, server } = yield* setUp
+        yield* jail.arm(observe)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const client = yield* ftpConnect(server.ftpPort)
+          yield* client.login("alice")
+          const port = yield* client.pasv
+          yield* client.expect("STOR cut.bin", 150)
+          const data = yield* openData(port)
+          yield* data.connected
+          data.socket.write(crypto.randomBytes(4 * MiB))
+          yield* jail.awaitFired(1)
+          client.raw.destroy()
+          yield* client.closed
+          // The server ends the data connection with its session.
+          yield* data.closed
+        }))
+        yield* assertClean(server, events, before)
+        yield* stillServes(server, events, "/next.txt")
+      }))
+  })
 
   it.effect("RETR, the data connection destroyed after two reads: 426, the control connection goes on, no fd left", () =>
     Effect.gen(function*() {

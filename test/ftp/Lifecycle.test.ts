@@ -11,6 +11,7 @@ import * as path from "node:path"
 import { Events, type UploadCompleted } from "../../src/services/Events.js"
 import { Server } from "../../src/services/Server.js"
 import { Sessions } from "../../src/services/Sessions.js"
+import * as FaultyJail from "../utils/FaultyJail.js"
 import { connect, type FtpRawClient, type FtpReply, ftpTestServer, openData } from "../utils/FtpRawClient.js"
 
 /** Lets server fibers react to what just happened. */
@@ -79,6 +80,40 @@ describe("FTP session lifecycle", () => {
       assert.notInclude(codes, 226)
       yield* data.closed
       assert.strictEqual(yield* Queue.size(events), 0)
+    }))
+
+  // Bytes that reach the file count as activity, whichever path writes them: the
+  // addon's thread (plain TCP) or batches from JS (what a write fault forces).
+  it.effect.each([
+    { how: "the addon's thread", observe: FaultyJail.receivesObserved("/slow.bin") },
+    { how: "batches from JS", observe: FaultyJail.writesObserved("/slow.bin") }
+  ])("a slow upload written by $how is activity: bytes every 40 s outlive the 60 s idleTimeout, then 226 and the event", ({ observe }) =>
+    Effect.gen(function*() {
+      const jail = FaultyJail.make()
+      const server = yield* ftpTestServer({ jail: jail.layer, ftp: { requireTLS: false }, config: { idleTimeout: "60 seconds" } })
+      const events = yield* uploads(server.context)
+      yield* jail.arm(observe)
+      const client = yield* connect(server.ftpPort)
+      yield* client.login("alice")
+      const port = yield* client.pasv
+      yield* client.expect("STOR slow.bin", 150)
+      const data = yield* openData(port)
+      yield* data.connected
+      for (let round = 1; round <= 3; round++) {
+        yield* TestClock.adjust("40 seconds")
+        data.socket.write("40 seconds later\n")
+        // Fired once the bytes are in the file and the session was touched.
+        yield* jail.awaitFired(round)
+      }
+      yield* settle
+      assert.isFalse(client.isClosed(), "120 s after STOR, still open")
+      data.socket.end()
+      yield* data.closed
+      yield* client.expectReply(226)
+      const event = yield* Queue.take(events)
+      assert.strictEqual(event.path, "/slow.bin")
+      assert.strictEqual(event.size, 3 * "40 seconds later\n".length)
+      yield* client.expect("QUIT", 221)
     }))
 
   it.effect("a connection that never logs in gets 421 and is closed at the 1-minute login timeout, not before", () =>

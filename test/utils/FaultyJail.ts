@@ -21,7 +21,8 @@ import {
   type JailHandle,
   type JailOp,
   type JailUnavailable,
-  type OpenMode
+  type OpenMode,
+  type Received
 } from "../../src/services/Jail.js"
 import type { VirtualPath } from "../../src/services/VirtualPath.js"
 
@@ -63,6 +64,16 @@ export interface Faults {
     real: (offset: number, data: Uint8Array) => Effect.Effect<void, JailError>,
     tools: FaultTools
   ) => Effect.Effect<void, JailError>
+  /**
+   * The addon's upload thread (FileHandle.receiveFrom); `real` runs it with the
+   * progress effect it is given. Hidden, whatever this says, while `write` is armed.
+   */
+  readonly receiveFrom?: (
+    file: OpenedFile,
+    onProgress: Effect.Effect<void>,
+    real: (onProgress: Effect.Effect<void>) => Effect.Effect<Received, JailError>,
+    tools: FaultTools
+  ) => Effect.Effect<Received, JailError>
   readonly read?: (
     file: OpenedFile,
     offset: number,
@@ -131,8 +142,14 @@ export const make = (): FaultyJail => {
       }),
     // The addon's own upload thread writes without passing `write`: while a write
     // fault is armed it is hidden, so callers fall back to `write` and meet the fault.
-    get receiveFrom() {
-      return faults.write ? undefined : real.receiveFrom
+    get receiveFrom(): FileHandle["receiveFrom"] {
+      const receive = real.receiveFrom
+      if (faults.write || receive === undefined) return undefined
+      return (socketFd, offset, onProgress) =>
+        Effect.suspend(() => {
+          const run = (progress: Effect.Effect<void>) => receive(socketFd, offset, progress)
+          return faults.receiveFrom ? faults.receiveFrom(opened, onProgress, run, tools) : run(onProgress)
+        })
     },
     close: Effect.suspend(() => {
       opened.closes++
@@ -274,6 +291,12 @@ export const afterRead = <E>(n: number, action: Effect.Effect<void, E>, only?: P
 /** Not a fault: every write on a matching file really happens, then counts as fired (to wait for progress). */
 export const writesObserved = (only?: PathFilter): Faults => ({
   write: (file, offset, data, real, tools) => (matches(only, file.path) ? real(offset, data).pipe(Effect.andThen(tools.fired)) : real(offset, data))
+})
+
+/** Not a fault: an upload written by the addon's thread counts as fired each time it reports bytes on a matching file. */
+export const receivesObserved = (only?: PathFilter): Faults => ({
+  receiveFrom: (file, onProgress, real, tools) =>
+    real(matches(only, file.path) ? Effect.andThen(onProgress, tools.fired) : onProgress)
 })
 
 /** Not a fault: every read on a matching file really happens, then counts as fired (to wait for progress). */

@@ -284,9 +284,11 @@ export const serve = (
           Effect.gen(function*() {
             // Truncate only once the data connection is up: a failed PASV/PORT must not empty the file.
             if (verb === "STOR") yield* file.setAttributes({ size: offset })
+            const receiveFrom = file.receiveFrom
             const { bytes } = yield* DataChannel.receiveFile(socket, {
               write: (at, data) => touchAfter(file.write(at, data)),
-              receiveFrom: file.receiveFrom && ((fd, at) => file.receiveFrom!(fd, at, session.touch))
+              // Bytes that reach the file count as activity, as each batch written does.
+              receiveFrom: receiveFrom && ((fd, at) => receiveFrom(fd, at, session.touch))
             }, offset)
             if (expected !== undefined && bytes !== expected) return yield* Effect.fail(refuse("AlloMismatch"))
             // The close reads the final size in the same call.
