@@ -45,6 +45,9 @@ constexpr size_t kChunkSize = 128 * 1024;
 // Progress is reported at least every this many bytes, and whenever the socket runs dry.
 constexpr uint64_t kProgressEvery = 4 * 1024 * 1024;
 
+// The thread's stack: its frames hold a few pointers; the chunk buffer is on the heap.
+constexpr size_t kStackSize = 256 * 1024;
+
 // Largest integer a JS number holds exactly.
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
@@ -227,13 +230,19 @@ Napi::Value Receive(const Napi::CallbackInfo& info) {
   if (state->wake < 0) return failNow(errno, "eventfd");
 
   pthread_t thread;
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  // The loop needs little stack; the default (8 MiB of address space) would add
+  // up with many uploads at once.
+  pthread_attr_setstacksize(&attributes, kStackSize);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
   auto* handoff = new std::shared_ptr<State>(state);
-  const int err = pthread_create(&thread, nullptr, Run, handoff);
+  const int err = pthread_create(&thread, &attributes, Run, handoff);
+  pthread_attr_destroy(&attributes);
   if (err != 0) {
     delete handoff;
     return failNow(err, "pthread_create");
   }
-  pthread_detach(thread);
   return cancel;
 }
 

@@ -131,6 +131,16 @@ describe("FTP data channel (checklist B)", () => {
       const file = yield* acceptedData(yield* mine.next)
       assert.strictEqual((yield* file.done).toString("utf8"), "hello, active mode\n")
       yield* client.expectReply(226)
+
+      // An upload over a connection the server made (written by the addon's thread, as passive ones are).
+      const content = crypto.randomBytes(4 * 1024 * 1024 + 17)
+      yield* client.expect(`PORT ${mine.portArgument}`, 200)
+      yield* client.expect("STOR up.bin", 150)
+      const upload = yield* acceptedData(yield* mine.next)
+      upload.socket.end(content)
+      yield* upload.closed
+      yield* client.expectReply(226)
+      assert.isTrue(fs.readFileSync(path.join(root, "up.bin")).equals(content))
     }))
 
   it.effect("PORT/EPRT are 502 while active mode is off", () =>

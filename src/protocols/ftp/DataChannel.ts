@@ -561,6 +561,10 @@ export const active = (options: ActiveOptions): Effect.Effect<DataSocket, DataCh
       socket.on("error", ignore)
       const onConnect = () => {
         socket.off("error", onError)
+        // As a passive connection is (pauseOnConnect): an upload's bytes stay in the kernel
+        // for its reader, which may be the addon's thread (receiveFile); Node would start
+        // reading on the next tick otherwise.
+        if (options.direction === "receive" && !options.tls) socket.pause()
         resume(Effect.succeed(socket))
       }
       const onError = (error: NodeJS.ErrnoException) => {
