@@ -187,20 +187,27 @@ describe("FTP: a connection closed mid-transfer", () => {
     { how: "written in batches from JS", observe: FaultyJail.writesObserved("/cut.bin") }
   ] as const
 
+  /** A logged-in client whose STOR cut.bin sent 4 MiB, and some of it reached the file (the armed observer fired). */
+  const uploadUnderway = (server: TestServer, jail: FaultyJail.FaultyJail) =>
+    Effect.gen(function*() {
+      const client = yield* ftpConnect(server.ftpPort)
+      yield* client.login("alice")
+      const port = yield* client.pasv
+      yield* client.expect("STOR cut.bin", 150)
+      const data = yield* openData(port)
+      yield* data.connected
+      data.socket.write(crypto.randomBytes(4 * MiB))
+      yield* jail.awaitFired(1)
+      return { client, data }
+    })
+
   describe.each(uploadPaths)("STOR $how", ({ observe }) => {
     it.effect("the data connection reset once bytes reached the file: 426, the control connection goes on, no event, no fd left", () =>
       Effect.gen(function*() {
         const { before, events, jail, server } = yield* setUp
         yield* jail.arm(observe)
         yield* Effect.scoped(Effect.gen(function*() {
-          const client = yield* ftpConnect(server.ftpPort)
-          yield* client.login("alice")
-          const port = yield* client.pasv
-          yield* client.expect("STOR cut.bin", 150)
-          const data = yield* openData(port)
-          yield* data.connected
-          data.socket.write(crypto.randomBytes(4 * MiB))
-          yield* jail.awaitFired(1)
+          const { client, data } = yield* uploadUnderway(server, jail)
           data.raw.resetAndDestroy()
           yield* data.closed
           yield* client.expectReply(426)
@@ -217,14 +224,7 @@ describe("FTP: a connection closed mid-transfer", () => {
         const { before, events, jail, server } = yield* setUp
         yield* jail.arm(observe)
         yield* Effect.scoped(Effect.gen(function*() {
-          const client = yield* ftpConnect(server.ftpPort)
-          yield* client.login("alice")
-          const port = yield* client.pasv
-          yield* client.expect("STOR cut.bin", 150)
-          const data = yield* openData(port)
-          yield* data.connected
-          data.socket.write(crypto.randomBytes(4 * MiB))
-          yield* jail.awaitFired(1)
+          const { client, data } = yield* uploadUnderway(server, jail)
           client.raw.destroy()
           yield* client.closed
           // The server ends the data connection with its session.
