@@ -10,10 +10,11 @@
  * rename, link) open the parent that way and act on one final name, which must
  * not be "", ".", ".." or contain "/" (EINVAL otherwise).
  *
- * Every function except `constants` runs its syscalls on the libuv thread
- * pool and returns a Promise. A failure rejects with an Error whose `code` is
- * the errno name ("ENOENT", "ELOOP", …) or "ENOTREG" (an open/truncate target
- * that is not a regular file), and whose `syscall` names the failing call.
+ * Every function except `constants` and `receive` (a thread of its own, with a
+ * callback) runs its syscalls on the libuv thread pool and returns a Promise. A
+ * failure rejects with an Error whose `code` is the errno name ("ENOENT",
+ * "ELOOP", …) or "ENOTREG" (an open/truncate target that is not a regular
+ * file), and whose `syscall` names the failing call.
  * Messages never contain a path.
  */
 

@@ -32,7 +32,9 @@
 //
 // Threading: arguments are validated on the JS thread (bad input rejects the
 // Promise with EINVAL); the syscalls run in a Napi::AsyncWorker on the libuv
-// thread pool; the result or error object is built back on the JS thread.
+// thread pool; the result or error object is built back on the JS thread. The
+// one exception is `receive` (receive.cc), which writes an upload from a socket
+// on a thread of its own.
 // Errors carry `code` (errno name), `errno` and `syscall`, never a path.
 
 #include <napi.h>

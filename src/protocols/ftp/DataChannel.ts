@@ -37,6 +37,7 @@ import * as crypto from "node:crypto"
 import * as net from "node:net"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
+import type { Received } from "../../services/Jail.js"
 import { makePassivePortPool, type PassivePortPool } from "./PassivePorts.js"
 import { release, releaseWritten } from "../common/ReleaseMemory.js"
 import { unreadDescriptor } from "../common/SocketDescriptor.js"
@@ -698,9 +699,7 @@ export const sendFile = <E>(
  */
 export interface UploadSink<E> {
   readonly write: (offset: number, data: Uint8Array) => Effect.Effect<void, E>
-  readonly receiveFrom?:
-    | ((socketFd: number, offset: number) => Effect.Effect<{ readonly bytes: number; readonly socketError?: string | undefined }, E>)
-    | undefined
+  readonly receiveFrom?: ((socketFd: number, offset: number) => Effect.Effect<Received, E>) | undefined
 }
 
 /**
