@@ -79,12 +79,12 @@ struct State {
     if (wake >= 0) close(std::exchange(wake, -1));
   }
 
+  // Its result is not needed: one write cannot overflow the counter, and the
+  // thread checks `cancelled` before every wait and after every wake-up anyway.
   void Wake() {
     std::lock_guard<std::mutex> guard(wakeLock);
     const uint64_t one = 1;
-    // One write cannot overflow the counter; a failure is harmless, since the
-    // thread checks `cancelled` before every wait and after every wake-up.
-    if (wake >= 0 && write(wake, &one, sizeof one) < 0) return;
+    if (wake >= 0) static_cast<void>(!write(wake, &one, sizeof one));
   }
 
   ~State() { CloseAll(); }

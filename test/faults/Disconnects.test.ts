@@ -11,12 +11,12 @@
  * and the server keeps serving: another session's upload is the next event.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Queue } from "effect"
+import { Deferred, Effect, Queue, type Scope } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { UploadCompleted } from "../../src/services/Events.js"
-import { connect as ftpConnect, type FtpRawClient, ftpTestServer, onceEvent, openData } from "../utils/FtpRawClient.js"
+import { connect as ftpConnect, type FtpDataConnection, type FtpRawClient, ftpTestServer, onceEvent, openData } from "../utils/FtpRawClient.js"
 import * as FaultyJail from "../utils/FaultyJail.js"
 import { call, connect as sftpConnect } from "../utils/SftpClient.js"
 import { tempDir } from "../utils/TempDir.js"
@@ -90,7 +90,21 @@ const stillServes = (server: TestServer, events: UploadQueue, name: string) =>
 
 /** A server in clear FTP on a faulty jail, its event queue, and the warm fd snapshot. */
 /** A RETR of 32 MiB whose client has not read yet, once the server made two reads of the file. */
-const retrAfterTwoReads = (server: TestServer, root: string, jail: FaultyJail.FaultyJail) =>
+/** What the FTP cut cases need of `setUp`. */
+interface Rig {
+  readonly server: TestServer
+  readonly root: string
+  readonly jail: FaultyJail.FaultyJail
+}
+
+/** A transfer under way, from the client's side. */
+interface Transfer {
+  readonly client: FtpRawClient
+  readonly data: FtpDataConnection
+}
+
+/** A logged-in client whose RETR of a 32 MiB file is under way: the jail has read twice. */
+const retrAfterTwoReads = ({ jail, root, server }: Rig) =>
   Effect.gen(function*() {
     fs.writeFileSync(path.join(root, "big.bin"), crypto.randomBytes(32 * MiB))
     yield* jail.arm(FaultyJail.readsObserved("/big.bin"))
@@ -101,7 +115,7 @@ const retrAfterTwoReads = (server: TestServer, root: string, jail: FaultyJail.Fa
     const data = yield* openData(port, { paused: true })
     yield* data.connected
     yield* jail.awaitFired(2)
-    return { client, data }
+    return { client, data } satisfies Transfer
   })
 
 const setUp = Effect.gen(function*() {
@@ -111,6 +125,39 @@ const setUp = Effect.gen(function*() {
   const before = yield* warmUp(server, events)
   return { jail, server, events, before, root: server.roots["alice"]! }
 })
+
+/** The data connection cut by `cut`: 426, and the control connection still answers. */
+const cutData = (cut: (data: FtpDataConnection) => void) => ({ client, data }: Transfer) =>
+  Effect.gen(function*() {
+    cut(data)
+    yield* data.closed
+    yield* client.expectReply(426)
+    yield* client.expect("NOOP", 200)
+    yield* client.expect("QUIT", 221)
+    yield* client.closed
+  })
+
+/** The control connection closed: the session ends, and its data connection with it. */
+const closeControl = ({ client, data }: Transfer) =>
+  Effect.gen(function*() {
+    client.raw.destroy()
+    yield* client.closed
+    // Read on, so the end the server sends is seen.
+    data.socket.resume()
+    yield* data.closed
+  })
+
+/** A transfer started by `start` and cut by `cut`; then no event, no fd left, and the server still serves. */
+const cutMidTransfer = <E1, E2>(
+  start: (rig: Rig) => Effect.Effect<Transfer, E1, Scope.Scope>,
+  cut: (transfer: Transfer) => Effect.Effect<void, E2>
+) =>
+  Effect.gen(function*() {
+    const rig = yield* setUp
+    yield* Effect.scoped(Effect.flatMap(start(rig), cut))
+    yield* assertClean(rig.server, rig.events, rig.before)
+    yield* stillServes(rig.server, rig.events, "/next.txt")
+  })
 
 describe("SFTP: the TCP connection destroyed mid-transfer", () => {
   for (const gateOpens of ["never", "during the teardown"] as const) {
@@ -187,9 +234,10 @@ describe("FTP: a connection closed mid-transfer", () => {
     { how: "written in batches from JS", observe: FaultyJail.writesObserved("/cut.bin") }
   ] as const
 
-  /** A logged-in client whose STOR cut.bin sent 4 MiB, and some of it reached the file (the armed observer fired). */
-  const uploadUnderway = (server: TestServer, jail: FaultyJail.FaultyJail) =>
+  /** A logged-in client whose STOR cut.bin sent 4 MiB, and some of it reached the file (`observe` fired). */
+  const uploadUnderway = (observe: FaultyJail.Faults) => ({ jail, server }: Rig) =>
     Effect.gen(function*() {
+      yield* jail.arm(observe)
       const client = yield* ftpConnect(server.ftpPort)
       yield* client.login("alice")
       const port = yield* client.pasv
@@ -198,73 +246,22 @@ describe("FTP: a connection closed mid-transfer", () => {
       yield* data.connected
       data.socket.write(crypto.randomBytes(4 * MiB))
       yield* jail.awaitFired(1)
-      return { client, data }
+      return { client, data } satisfies Transfer
     })
 
   describe.each(uploadPaths)("STOR $how", ({ observe }) => {
     it.effect("the data connection reset once bytes reached the file: 426, the control connection goes on, no event, no fd left", () =>
-      Effect.gen(function*() {
-        const { before, events, jail, server } = yield* setUp
-        yield* jail.arm(observe)
-        yield* Effect.scoped(Effect.gen(function*() {
-          const { client, data } = yield* uploadUnderway(server, jail)
-          data.raw.resetAndDestroy()
-          yield* data.closed
-          yield* client.expectReply(426)
-          yield* client.expect("NOOP", 200)
-          yield* client.expect("QUIT", 221)
-          yield* client.closed
-        }))
-        yield* assertClean(server, events, before)
-        yield* stillServes(server, events, "/next.txt")
-      }))
+      cutMidTransfer(uploadUnderway(observe), cutData((data) => data.raw.resetAndDestroy())))
 
     it.effect("the control connection closed once bytes reached the file: the session ends, its data connection too, no event, no fd left", () =>
-      Effect.gen(function*() {
-        const { before, events, jail, server } = yield* setUp
-        yield* jail.arm(observe)
-        yield* Effect.scoped(Effect.gen(function*() {
-          const { client, data } = yield* uploadUnderway(server, jail)
-          client.raw.destroy()
-          yield* client.closed
-          // The server ends the data connection with its session.
-          yield* data.closed
-        }))
-        yield* assertClean(server, events, before)
-        yield* stillServes(server, events, "/next.txt")
-      }))
+      cutMidTransfer(uploadUnderway(observe), closeControl))
   })
 
   it.effect("RETR, the data connection destroyed after two reads: 426, the control connection goes on, no fd left", () =>
-    Effect.gen(function*() {
-      const { before, events, jail, root, server } = yield* setUp
-      yield* Effect.scoped(Effect.gen(function*() {
-        const { client, data } = yield* retrAfterTwoReads(server, root, jail)
-        data.raw.destroy()
-        yield* data.closed
-        yield* client.expectReply(426)
-        yield* client.expect("NOOP", 200)
-        yield* client.expect("QUIT", 221)
-        yield* client.closed
-      }))
-      yield* assertClean(server, events, before)
-      yield* stillServes(server, events, "/next.txt")
-    }))
+    cutMidTransfer(retrAfterTwoReads, cutData((data) => data.raw.destroy())))
 
   it.effect("RETR, the control connection closed after two reads: the session ends, its data connection too, no fd left", () =>
-    Effect.gen(function*() {
-      const { before, events, jail, root, server } = yield* setUp
-      yield* Effect.scoped(Effect.gen(function*() {
-        const { client, data } = yield* retrAfterTwoReads(server, root, jail)
-        client.raw.destroy()
-        yield* client.closed
-        // Read on, so the end the server sends is seen.
-        data.socket.resume()
-        yield* data.closed
-      }))
-      yield* assertClean(server, events, before)
-      yield* stillServes(server, events, "/next.txt")
-    }))
+    cutMidTransfer(retrAfterTwoReads, closeControl))
 
   it.effect("PROT P STOR cut by a TCP FIN without close_notify after the first write: refused (4xx), no event, no fd left", () =>
     Effect.gen(function*() {

@@ -1,5 +1,8 @@
 /**
- * What an upload's data socket receives, gathered into two reusable buffers.
+ * What an upload's data socket receives, gathered into two reusable buffers:
+ * the path of FTPS uploads (TLS runs in Node) and of jails without
+ * `FileHandle.receiveFrom`; a plain upload is written by the addon's own thread
+ * (DataChannel.receiveFile).
  *
  * Node hands a socket's bytes over in chunks of at most 64 KiB, each a fresh
  * allocation. Writing every chunk to the file meant four thread-pool round trips
