@@ -453,17 +453,28 @@ describe("PacketReader", () => {
     assert.deepStrictEqual(framed(bytes), bodies)
   })
 
-  it("returns whole-chunk packets without copying and counts what it buffers", () => {
+  it("copies every packet out of the chunk and counts what it buffers", () => {
     const reader = makePacketReader()
-    const result = reader.push(stream)
+    const chunk = Buffer.from(stream)
+    const result = reader.push(chunk)
     assert.isTrue(Result.isSuccess(result))
     if (Result.isFailure(result)) return
-    for (const packet of result.success) assert.strictEqual(packet.buffer, stream.buffer)
+    const copies = result.success.map((packet) => Buffer.from(packet))
+    chunk.fill(0)
+    assert.deepStrictEqual(result.success, copies, "the chunk can be reused once push returns")
     assert.strictEqual(reader.buffered(), 0)
     assert.isTrue(Result.isSuccess(reader.push(stream.subarray(0, 2))))
     assert.strictEqual(reader.buffered(), 2)
     assert.isTrue(Result.isSuccess(reader.push(stream.subarray(2, 7))))
     assert.strictEqual(reader.buffered(), 3)
+  })
+
+  it("gives a packet of 4 KiB or more an ArrayBuffer of its own, so a WRITE can free it", () => {
+    const body = Buffer.alloc(4096, 5)
+    const [packet] = framed([frame(body)])
+    assert.deepStrictEqual(packet, body)
+    assert.strictEqual(packet?.byteOffset, 0)
+    assert.strictEqual(packet?.buffer.byteLength, 4096)
   })
 
   it("accepts a packet exactly at maxPacketLength and refuses one byte more", () => {

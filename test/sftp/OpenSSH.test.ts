@@ -47,12 +47,12 @@ const client = (program: "sftp" | "scp" | "ssh", login: Login, args: ReadonlyArr
 
 let batches = 0
 
-/** `sftp -b` with these commands; the batch file is written to `dir`. */
-const sftpBatch = (port: number, login: Login, dir: string, commands: ReadonlyArray<string>) =>
+/** `sftp -b` with these commands (and `options` for ssh); the batch file is written to `dir`. */
+const sftpBatch = (port: number, login: Login, dir: string, commands: ReadonlyArray<string>, options: ReadonlyArray<string> = []) =>
   Effect.suspend(() => {
     const batch = path.join(dir, `batch-${++batches}.txt`)
     fs.writeFileSync(batch, commands.join("\n") + "\n")
-    return client("sftp", login, [...sshOptions(port, login), "-b", batch, `${login.username}@127.0.0.1`])
+    return client("sftp", login, [...sshOptions(port, login), ...options, "-b", batch, `${login.username}@127.0.0.1`])
   })
 
 /** `scp -s` (the SFTP protocol, OpenSSH 9's default made explicit) from `source` to `target`. */
@@ -60,8 +60,8 @@ const scp = (port: number, login: Login, source: string, target: string) =>
   client("scp", login, ["-s", "-q", ...sshOptions(port, login), source, target])
 
 /** The batch succeeded (exit 0); dies with the output otherwise. */
-const sftpOk = (port: number, login: Login, dir: string, commands: ReadonlyArray<string>) =>
-  sftpBatch(port, login, dir, commands).pipe(
+const sftpOk = (port: number, login: Login, dir: string, commands: ReadonlyArray<string>, options: ReadonlyArray<string> = []) =>
+  sftpBatch(port, login, dir, commands, options).pipe(
     Effect.tap((result) => Effect.sync(() => assert.strictEqual(result.code, 0, describeResult(result))))
   )
 
@@ -119,6 +119,25 @@ describe("OpenSSH sftp and scp", () => {
         assert.strictEqual(listed.length, 1, describeResult(result))
         // New files get the server's file mode (0600 by default), whatever the client asks for.
         assert.match(listed[0]!, new RegExp(`^-rw------- .* ${20 * MiB} .* /big\\.bin$`))
+      }))
+  }
+
+  // The client re-keys every MiB in both directions (RekeyLimit), so key exchanges
+  // land between the channel data of the upload, where InboundBuffers frees reads.
+  for (const cipher of ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"]) {
+    it.effect(`put and get 24 MiB with ${cipher}, re-keying every MiB, sha256 both ways`, () =>
+      Effect.gen(function*() {
+        const local = yield* tempDir("portcullis-openssh-")
+        const server = yield* testServer({ users: [{ username: "alice", password: "alice-password" }] })
+        const login: Login = { username: "alice", password: "alice-password" }
+        const data = crypto.randomBytes(24 * MiB)
+        fs.writeFileSync(path.join(local, "up.bin"), data)
+        yield* sftpOk(server.port, login, local, [
+          `put ${path.join(local, "up.bin")} /big.bin`,
+          `get /big.bin ${path.join(local, "down.bin")}`
+        ], ["-c", cipher, "-o", "RekeyLimit=1M"])
+        assert.strictEqual(sha256File(path.join(server.roots["alice"]!, "big.bin")), sha256(data), "upload")
+        assert.strictEqual(sha256File(path.join(local, "down.bin")), sha256(data), "download")
       }))
   }
 

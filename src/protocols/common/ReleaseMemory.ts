@@ -23,10 +23,16 @@ import type { Socket } from "node:net"
  * @category constructors
  */
 export const release = (chunk: Uint8Array): void => {
-  const buffer = chunk.buffer
-  if (buffer instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === buffer.byteLength && !buffer.detached) {
-    buffer.transfer(0)
-  }
+  if (chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength) releaseBuffer(chunk.buffer)
+}
+
+/**
+ * Frees `buffer` at once; every view of it becomes empty. The caller guarantees
+ * that no view of it is still read.
+ * @category constructors
+ */
+export const releaseBuffer = (buffer: ArrayBufferLike): void => {
+  if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0)
 }
 
 interface WriteChunk {

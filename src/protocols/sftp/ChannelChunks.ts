@@ -1,9 +1,14 @@
 /**
- * The bytes of an SSH channel, taken by the session loop in batches.
+ * The bytes of an SSH channel, framed as they arrive and taken by the session
+ * loop in batches.
  *
- * The channel is read in flowing mode: every chunk ssh2 pushes is appended to
- * the current batch, and the loop is woken once per burst (a microtask after
- * the first chunk), so the SSH packets decrypted from one socket read are taken
+ * The channel is read in flowing mode: every chunk ssh2 pushes is framed at
+ * once, synchronously (the SFTP packet reader copies it into the packets'
+ * own buffers), and what it completes is appended to the current batch. So a
+ * chunk, a view into the SSH connection's socket read, is done with before
+ * ssh2 goes on parsing, and the connection can free that read (InboundBuffers;
+ * `onFramed` tells it). The loop is woken once per burst (a microtask after
+ * the first chunk), so the packets decrypted from one socket read are taken
  * together. While the loop does not take them (its request budget is spent),
  * the batch grows to `maxBatchBytes` and then the channel is paused: ssh2's
  * stream buffer fills and it stops granting window, which stops the client.
@@ -12,7 +17,7 @@
  * iterator over the stream, which this replaces, kept a generator, promises and
  * a Stream pull loop alive for every idle session.
  */
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import type { Readable } from "node:stream"
 import * as Waiter from "../common/Waiter.js"
 
@@ -22,9 +27,10 @@ import * as Waiter from "../common/Waiter.js"
  */
 export interface ChannelChunks<E> {
   /**
-   * The chunks received since the last call, at least one; an empty array once
+   * The items framed since the last call, at least one; an empty array once
    * the channel ended cleanly. Fails with `onBroken()` when the channel closed
-   * or failed before its end.
+   * or failed before its end, and with the framing error once `frame` failed
+   * (after the items framed before it).
    */
   readonly next: Effect.Effect<ReadonlyArray<Buffer>, E>
   /** Stops listening to the channel's data. */
@@ -32,14 +38,34 @@ export interface ChannelChunks<E> {
 }
 
 /**
+ * How `make` reads a channel.
+ * @category models
+ */
+export interface ChannelChunksOptions<E> {
+  /** Framed bytes gathered while the loop is busy before the channel is paused. */
+  readonly maxBatchBytes: number
+  /**
+   * Turns a chunk into the items it completes. Runs synchronously when the
+   * chunk arrives and must not keep the chunk: it is not used afterwards.
+   */
+  readonly frame: (chunk: Buffer) => Result.Result<ReadonlyArray<Buffer>, E>
+  /** The error when the channel closes or fails before its end. */
+  readonly onBroken: () => E
+  /** Told about each chunk once it has been framed. */
+  readonly onFramed?: (chunk: Buffer) => void
+}
+
+/**
  * Starts reading `channel` (switching it to flowing mode).
  * @category constructors
  */
-export const make = <E>(channel: Readable, maxBatchBytes: number, onBroken: () => E): ChannelChunks<E> => {
+export const make = <E>(channel: Readable, options: ChannelChunksOptions<E>): ChannelChunks<E> => {
+  const { frame, maxBatchBytes, onBroken, onFramed } = options
   let batch: Array<Buffer> = []
   let batchBytes = 0
   let ended = false
   let broken = false
+  let failure: Result.Failure<ReadonlyArray<Buffer>, E> | undefined
   const waiter = Waiter.make()
   let wakeScheduled = false
 
@@ -54,9 +80,19 @@ export const make = <E>(channel: Readable, maxBatchBytes: number, onBroken: () =
     }
   }
   const onData = (chunk: Buffer) => {
-    batch.push(chunk)
-    batchBytes += chunk.length
-    if (batchBytes >= maxBatchBytes) channel.pause()
+    if (failure !== undefined) return
+    const framed = frame(chunk)
+    onFramed?.(chunk)
+    if (Result.isFailure(framed)) {
+      failure = framed
+      channel.pause()
+    } else if (framed.success.length > 0) {
+      for (const item of framed.success) {
+        batch.push(item)
+        batchBytes += item.length
+      }
+      if (batchBytes >= maxBatchBytes) channel.pause()
+    } else return
     scheduleWake()
   }
   const onEnd = () => {
@@ -84,6 +120,8 @@ export const make = <E>(channel: Readable, maxBatchBytes: number, onBroken: () =
   const next = waiter.next<ReadonlyArray<Buffer>, E>(() =>
     batch.length > 0
       ? Effect.succeed(take())
+      : failure !== undefined
+      ? Effect.fail(failure.failure)
       : ended
       ? Effect.succeed([])
       : broken

@@ -417,12 +417,13 @@ export class FrameError extends Data.TaggedError("FrameError")<{
  */
 export interface PacketReader {
   /**
-   * Appends one chunk and returns the packets it completed, in order. A body that lies within
-   * one chunk is a zero-copy view of it, so chunks must not be modified after they are pushed
-   * (Node streams never reuse them). After a `FrameError` every later push returns the same
-   * error; packets completed earlier in the failing chunk are dropped with the session.
+   * Appends one chunk and returns the packets it completed, in order. Every body is a copy
+   * the reader allocated for that packet alone, so the chunk is no longer needed once `push`
+   * returns (the SSH connection frees its socket reads then, see InboundBuffers). After a
+   * `FrameError` every later push returns the same error; packets completed earlier in the
+   * failing chunk are dropped with the session.
    */
-  readonly push: (chunk: Buffer) => Result.Result<ReadonlyArray<Buffer>, FrameError>
+  readonly push: (chunk: Uint8Array) => Result.Result<ReadonlyArray<Buffer>, FrameError>
   /** Bytes of an incomplete packet held between pushes, at most `maxPacketLength` + 4. */
   readonly buffered: () => number
 }
@@ -440,11 +441,17 @@ export interface PacketReaderOptions {
 }
 
 /**
+ * Bodies of this size or more get an ArrayBuffer of their own, which a WRITE frees as
+ * soon as its bytes are on disk (ReleaseMemory); smaller ones share Node's buffer pool.
+ */
+const ownBufferBytes = 4096
+
+/**
  * Makes an incremental packet reader. Chunks may be split anywhere, including inside a
- * length field. The length is checked as soon as its four bytes arrive, before any body is
- * buffered, so a peer cannot make the reader hold more than `maxPacketLength` + 4 bytes of
- * an incomplete packet (plus the unused head of the chunk that started it). A packet spread
- * over many chunks is kept as a list of views and joined once, never re-concatenated per chunk.
+ * length field. The length is checked as soon as its four bytes arrive, before the body's
+ * buffer is allocated, so a peer cannot make the reader hold more than `maxPacketLength`
+ * bytes of an incomplete packet. Each body is copied once, straight into its own buffer: a
+ * body of 4 KiB or more owns its whole ArrayBuffer, which a WRITE frees once it is on disk.
  * @category constructors
  */
 export const makePacketReader = (options?: PacketReaderOptions): PacketReader => {
@@ -453,59 +460,47 @@ export const makePacketReader = (options?: PacketReaderOptions): PacketReader =>
   // The length field being assembled, one byte at a time when it straddles chunks.
   let lengthField = 0
   let lengthBytes = 0
-  // Body length of the packet being assembled, -1 while its length field is incomplete.
-  let bodyLength = -1
-  let parts: Array<Buffer> = []
-  let partsBytes = 0
+  // The body being assembled, undefined while its length field is incomplete.
+  let body: Buffer | undefined
+  let bodyBytes = 0
 
-  const push = (chunk: Buffer): Result.Result<ReadonlyArray<Buffer>, FrameError> => {
+  const push = (chunk: Uint8Array): Result.Result<ReadonlyArray<Buffer>, FrameError> => {
     if (failure !== undefined) return Result.fail(failure)
     const packets: Array<Buffer> = []
     const end = chunk.length
     let offset = 0
     while (offset < end) {
-      if (bodyLength < 0) {
-        if (lengthBytes === 0 && end - offset >= 4) {
-          lengthField = chunk.readUInt32BE(offset)
-          offset += 4
-        } else {
-          while (lengthBytes < 4 && offset < end) {
-            lengthField = lengthField * 256 + chunk.readUInt8(offset)
-            lengthBytes++
-            offset++
-          }
-          if (lengthBytes < 4) break
+      if (body === undefined) {
+        while (lengthBytes < 4 && offset < end) {
+          lengthField = lengthField * 256 + chunk[offset]!
+          lengthBytes++
+          offset++
         }
+        if (lengthBytes < 4) break
         if (lengthField === 0 || lengthField > maxPacketLength) {
           failure = new FrameError({ reason: lengthField === 0 ? "EmptyPacket" : "PacketTooLong", length: lengthField })
-          parts = []
-          partsBytes = 0
+          lengthBytes = 0
           return Result.fail(failure)
         }
-        bodyLength = lengthField
+        body = lengthField >= ownBufferBytes ? Buffer.allocUnsafeSlow(lengthField) : Buffer.allocUnsafe(lengthField)
+        bodyBytes = 0
         lengthField = 0
         lengthBytes = 0
       } else {
-        const take = Math.min(end - offset, bodyLength - partsBytes)
-        const view = chunk.subarray(offset, offset + take)
+        const take = Math.min(end - offset, body.length - bodyBytes)
+        body.set(chunk.subarray(offset, offset + take), bodyBytes)
         offset += take
-        if (partsBytes === 0 && take === bodyLength) {
-          packets.push(view)
-        } else {
-          parts.push(view)
-          partsBytes += take
-          if (partsBytes < bodyLength) break
-          packets.push(Buffer.concat(parts, bodyLength))
-          parts = []
-          partsBytes = 0
-        }
-        bodyLength = -1
+        bodyBytes += take
+        if (bodyBytes < body.length) break
+        packets.push(body)
+        body = undefined
+        bodyBytes = 0
       }
     }
     return Result.succeed(packets)
   }
 
-  return { push, buffered: () => lengthBytes + partsBytes }
+  return { push, buffered: () => lengthBytes + bodyBytes }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import { releaseWritten } from "../common/ReleaseMemory.js"
 
 export { ListenError } from "../common/Listener.js"
 import { type AlgorithmKind, effective } from "./Algorithms.js"
+import * as InboundBuffers from "./InboundBuffers.js"
 import { serveChannel, type SftpLimits } from "./Session.js"
 
 /**
@@ -125,12 +126,17 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         const run = yield* FiberSet.makeRuntime<never>()
         const key = connectionKey(socket.remoteAddress, socket.remotePort)
         const attached = yield* Deferred.make<ssh2.Connection>()
+        let inbound: InboundBuffers.InboundBuffers | undefined
         // The connection is over: the socket or ssh2 closed, or shutdown found it idle.
         const over = yield* Deferred.make<void>()
         const ended = Deferred.await(over)
         const loggedIn = yield* Deferred.make<{ principal: Principal; method: "password" | "publickey" }>()
         const jailReady = yield* Deferred.make<{ principal: Principal; jail: JailHandle }>()
-        pending.set(key, (client) => Deferred.doneUnsafe(attached, Effect.succeed(client)))
+        pending.set(key, (client) => {
+          // Now, before the key exchange: its reads are freed once used from then on.
+          inbound = InboundBuffers.attach(client)
+          Deferred.doneUnsafe(attached, Effect.succeed(client))
+        })
         yield* Effect.addFinalizer(() => Effect.sync(() => pending.delete(key)))
         socket.once("close", () => Deferred.doneUnsafe(over, Effect.void))
         // On shutdown the session leaves once no SFTP channel has work in progress.
@@ -233,7 +239,8 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
                   clientIp,
                   tempExtensions: options.tempExtensions,
                   limits: options.limits ?? {},
-                  transport: socket
+                  transport: socket,
+                  framed: inbound?.framed ?? (() => {})
                 })
               ),
               Effect.provideService(Events, events),

@@ -50,11 +50,13 @@ export interface ChannelContext {
    * the other replies of the same tick) in one writev system call.
    */
   readonly transport: Pick<Writable, "cork" | "uncork">
+  /** Told about each channel chunk once its bytes are copied out (see InboundBuffers). */
+  readonly framed: (chunk: Uint8Array) => void
 }
 
 /**
- * Channel bytes gathered while the loop is busy before the channel is paused:
- * two full-size WRITE requests.
+ * Packets gathered while the loop is busy before the channel is paused: two
+ * full-size WRITE requests.
  */
 const maxBatchBytes = 512 * 1024
 
@@ -107,7 +109,6 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
     const ctx: RequestContext = { ...context, handles, limits }
     const inFlight = yield* Semaphore.make(limits.maxRequestsInFlight)
     const requests = yield* FiberSet.make<void, SessionEnd>()
-    const reader = Codec.makePacketReader({ maxPacketLength: limits.maxPacketLength })
     let initialized = false
     let running = 0
     // Each reply waits for the one of the request before it: a chain of Deferreds,
@@ -158,7 +159,7 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
               )
           ),
           Effect.ensuring(Effect.andThen(held ? held.release(permits) : Effect.void, inFlight.release(1))),
-          // A WRITE assembled from several channel chunks owns its buffer: its bytes are in the file now.
+          // The reader gave a WRITE of 4 KiB or more a buffer of its own: its bytes are in the file now.
           Effect.ensuring(Effect.sync(() => {
             if (request._tag === "Write") release(body)
           })),
@@ -194,20 +195,19 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
         yield* serve(request, body)
       })
 
-    const onChunk = (chunk: Buffer) =>
-      Effect.gen(function*() {
-        const packets = reader.push(chunk)
-        if (Result.isFailure(packets)) return yield* Effect.fail(new SessionEnd({ reason: `framing: ${packets.failure.reason}` }))
-        for (const body of packets.success) yield* onPacket(body)
-      })
-
-    const chunks = ChannelChunks.make(channel, maxBatchBytes, () => new SessionEnd({ reason: "channel error" }))
+    const reader = Codec.makePacketReader({ maxPacketLength: limits.maxPacketLength })
+    const chunks = ChannelChunks.make(channel, {
+      maxBatchBytes,
+      frame: (chunk) => Result.mapError(reader.push(chunk), (error) => new SessionEnd({ reason: `framing: ${error.reason}` })),
+      onBroken: () => new SessionEnd({ reason: "channel error" }),
+      onFramed: context.framed
+    })
     yield* Effect.addFinalizer(() => chunks.release)
     const readAll = Effect.gen(function*() {
       while (true) {
-        const batch = yield* chunks.next
-        if (batch.length === 0) return
-        for (const chunk of batch) yield* onChunk(chunk)
+        const packets = yield* chunks.next
+        if (packets.length === 0) return
+        for (const body of packets) yield* onPacket(body)
       }
     })
     const drained = context.control.draining.pipe(
