@@ -35,6 +35,7 @@ import { releaseWritten } from "../common/ReleaseMemory.js"
 export { ListenError } from "../common/Listener.js"
 import { type AlgorithmKind, effective } from "./Algorithms.js"
 import * as InboundBuffers from "./InboundBuffers.js"
+import * as PaddingPool from "./PaddingPool.js"
 import { serveChannel, type SftpLimits } from "./Session.js"
 
 /**
@@ -133,8 +134,10 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
         const loggedIn = yield* Deferred.make<{ principal: Principal; method: "password" | "publickey" }>()
         const jailReady = yield* Deferred.make<{ principal: Principal; jail: JailHandle }>()
         pending.set(key, (client) => {
-          // Now, before the key exchange: its reads are freed once used from then on.
+          // Now, before the key exchange: from then on its reads are freed once used,
+          // and the packets it sends are padded from the pool.
           inbound = InboundBuffers.attach(client)
+          PaddingPool.attach(client)
           Deferred.doneUnsafe(attached, Effect.succeed(client))
         })
         yield* Effect.addFinalizer(() => Effect.sync(() => pending.delete(key)))
