@@ -5,12 +5,12 @@
  * ssh2 fills the 4 to 19 padding bytes of every outgoing packet with its own
  * `randomFillSync` call. Each call crosses into OpenSSL, which checks for a
  * fork with a `getpid` system call: measured on a 256 MiB SFTP download with
- * chacha20-poly1305 (8,192 packets of 32 KiB), 45 ms of main-thread time, as
- * much as the encryption itself. Here the bytes come from a 4 KiB buffer that
- * `randomFillSync` refills when it runs out, so one call serves about 300
- * packets. Every byte is used once, and they are the same CSPRNG's bytes, so
- * the padding is exactly as unpredictable (RFC 4253 §6 asks for random
- * padding; OpenSSH takes it from its own buffered arc4random).
+ * chacha20-poly1305 (8,192 packets of 32 KiB), 45 ms of main-thread time,
+ * nearly as much as the encryption itself (56 ms). Here the bytes come from a
+ * 4 KiB buffer that `randomFillSync` refills when it runs out, so one call
+ * serves about 300 packets. Every byte is used once, and they are the same
+ * CSPRNG's bytes, so the padding is exactly as unpredictable (RFC 4253 §6 asks
+ * for random padding; OpenSSH takes it from its own buffered arc4random).
  *
  * This relies on ssh2's internals (1.17.0, pinned in package.json): the
  * Protocol's `_cipher`, replaced at every NEWKEYS, and the `allocPacket` of its
