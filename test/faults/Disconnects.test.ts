@@ -16,7 +16,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { UploadCompleted } from "../../src/services/Events.js"
-import { connect as ftpConnect, type FtpDataConnection, type FtpRawClient, ftpTestServer, onceEvent, openData } from "../utils/FtpRawClient.js"
+import { connect as ftpConnect, type FtpDataConnection, type FtpRawClient, ftpTestServer, onceEvent, openData, passiveStor } from "../utils/FtpRawClient.js"
 import * as FaultyJail from "../utils/FaultyJail.js"
 import { call, connect as sftpConnect } from "../utils/SftpClient.js"
 import { tempDir } from "../utils/TempDir.js"
@@ -240,10 +240,7 @@ describe("FTP: a connection closed mid-transfer", () => {
       yield* jail.arm(observe)
       const client = yield* ftpConnect(server.ftpPort)
       yield* client.login("alice")
-      const port = yield* client.pasv
-      yield* client.expect("STOR cut.bin", 150)
-      const data = yield* openData(port)
-      yield* data.connected
+      const data = yield* passiveStor(client, "cut.bin")
       data.socket.write(crypto.randomBytes(4 * MiB))
       yield* jail.awaitFired(1)
       return { client, data } satisfies Transfer
@@ -275,10 +272,7 @@ describe("FTP: a connection closed mid-transfer", () => {
       yield* Effect.scoped(Effect.gen(function*() {
         const client = yield* ftpConnect(server.ftpPort, { ca })
         yield* client.secureLogin("alice")
-        const port = yield* client.pasv
-        yield* client.expect("STOR cut.bin", 150)
-        const data = yield* openData(port, { tls: { ca, session: client.session() } })
-        yield* data.connected
+        const data = yield* passiveStor(client, "cut.bin", { tls: { ca, session: client.session() } })
         data.tls!.write(crypto.randomBytes(2 * MiB))
         yield* jail.awaitFired(1)
         data.raw.end()

@@ -32,6 +32,7 @@ import {
   ftpTestServer,
   onceEvent,
   openData,
+  passiveStor,
   parsePasvReply,
   sha256,
   track
@@ -340,10 +341,7 @@ describe("FTP data channel (checklist B)", () => {
       const events = yield* uploads(server.context)
       const client = yield* connect(server.ftpPort)
       yield* client.login("alice")
-      const port = yield* client.pasv
-      yield* client.expect("STOR aborted.bin", 150)
-      const data = yield* openData(port)
-      yield* data.connected
+      const data = yield* passiveStor(client, "aborted.bin")
       data.socket.write(crypto.randomBytes(MiB))
       yield* client.expect("ABOR", 426)
       yield* client.expectReply(226)
@@ -355,10 +353,7 @@ describe("FTP data channel (checklist B)", () => {
       assert.isTrue(Option.isNone(yield* Queue.poll(events)))
 
       // QUIT in the middle of a STOR ends it the same way.
-      const quitPort = yield* client.pasv
-      yield* client.expect("STOR quit.bin", 150)
-      const quitData = yield* openData(quitPort)
-      yield* quitData.connected
+      const quitData = yield* passiveStor(client, "quit.bin")
       quitData.socket.write(crypto.randomBytes(MiB))
       yield* client.send("QUIT")
       const last = yield* repliesUntilClosed(client)
@@ -556,10 +551,7 @@ describe("FTPS (checklist C)", () => {
       const content = crypto.randomBytes(256 * 1024)
 
       // TCP FIN right after the data, no TLS close_notify: an attacker (or a cut line) truncating the file.
-      const port = yield* client.pasv
-      yield* client.expect("STOR cut.bin", 150)
-      const cut = yield* openData(port, { tls: { ca, session: client.session() } })
-      yield* cut.connected
+      const cut = yield* passiveStor(client, "cut.bin", { tls: { ca, session: client.session() } })
       cut.tls!.write(content, () => cut.raw.end())
       yield* cut.closed
       const refused = yield* client.reply

@@ -12,7 +12,7 @@ import { Events, type UploadCompleted } from "../../src/services/Events.js"
 import { Server } from "../../src/services/Server.js"
 import { Sessions } from "../../src/services/Sessions.js"
 import * as FaultyJail from "../utils/FaultyJail.js"
-import { connect, type FtpRawClient, type FtpReply, ftpTestServer, openData } from "../utils/FtpRawClient.js"
+import { connect, type FtpRawClient, type FtpReply, ftpTestServer, openData, passiveStor } from "../utils/FtpRawClient.js"
 
 /** Lets server fibers react to what just happened. */
 const settle = Effect.yieldNow.pipe(Effect.repeat({ times: 50 }))
@@ -64,11 +64,8 @@ describe("FTP session lifecycle", () => {
       const events = yield* uploads(server.context)
       const client = yield* connect(server.ftpPort)
       yield* client.login("alice")
-      const port = yield* client.pasv
-      yield* client.expect("STOR stalled.bin", 150)
       // The data connection opens, and then nothing ever comes.
-      const data = yield* openData(port)
-      yield* data.connected
+      const data = yield* passiveStor(client, "stalled.bin")
       yield* settle
       yield* TestClock.adjust("59999 millis")
       yield* settle
@@ -95,10 +92,7 @@ describe("FTP session lifecycle", () => {
       yield* jail.arm(observe)
       const client = yield* connect(server.ftpPort)
       yield* client.login("alice")
-      const port = yield* client.pasv
-      yield* client.expect("STOR slow.bin", 150)
-      const data = yield* openData(port)
-      yield* data.connected
+      const data = yield* passiveStor(client, "slow.bin")
       for (let round = 1; round <= 3; round++) {
         yield* TestClock.adjust("40 seconds")
         data.socket.write("40 seconds later\n")
@@ -179,10 +173,7 @@ describe("FTP session lifecycle", () => {
       const events = yield* uploads(server.context)
       const busy = yield* connect(server.ftpPort)
       yield* busy.login("alice")
-      const port = yield* busy.pasv
-      yield* busy.expect("STOR in-time.bin", 150)
-      const data = yield* openData(port)
-      yield* data.connected
+      const data = yield* passiveStor(busy, "in-time.bin")
       data.socket.write("part one ")
       const idle = yield* connect(server.ftpPort)
       yield* idle.login("alice")
@@ -210,10 +201,7 @@ describe("FTP session lifecycle", () => {
       const events = yield* uploads(server.context)
       const busy = yield* connect(server.ftpPort)
       yield* busy.login("alice")
-      const port = yield* busy.pasv
-      yield* busy.expect("STOR late.bin", 150)
-      const data = yield* openData(port)
-      yield* data.connected
+      const data = yield* passiveStor(busy, "late.bin")
       data.socket.write(Buffer.alloc(1024, 1))
 
       const shutdown = yield* Effect.forkChild(Context.get(server.context, Server).shutdown("10 seconds"))

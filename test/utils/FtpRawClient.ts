@@ -379,6 +379,16 @@ export const openData = (port: number, options: DataConnectOptions = {}): Effect
     return yield* wrapData(raw, secure, options.paused ?? false, false)
   })
 
+/** PASV, `STOR name` answered 150, then the passive data connection, connected: an upload under way. */
+export const passiveStor = (client: FtpRawClient, name: string, options: DataConnectOptions = {}) =>
+  Effect.gen(function*() {
+    const port = yield* client.pasv
+    yield* client.expect(`STOR ${name}`, 150)
+    const data = yield* openData(port, options)
+    yield* data.connected
+    return data
+  })
+
 /** Wraps a data socket the server opened to us (active mode), optionally as TLS client. */
 export const acceptedData = (raw: net.Socket, options: { readonly tls?: ClientTlsOptions | undefined; readonly paused?: boolean } = {}) =>
   Effect.gen(function*() {

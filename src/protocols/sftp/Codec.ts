@@ -423,7 +423,7 @@ export interface PacketReader {
    * `FrameError` every later push returns the same error; packets completed earlier in the
    * failing chunk are dropped with the session.
    */
-  readonly push: (chunk: Uint8Array) => Result.Result<ReadonlyArray<Buffer>, FrameError>
+  readonly push: (chunk: Buffer) => Result.Result<ReadonlyArray<Buffer>, FrameError>
   /** Bytes of an incomplete packet held between pushes, at most `maxPacketLength` + 4. */
   readonly buffered: () => number
 }
@@ -464,7 +464,7 @@ export const makePacketReader = (options?: PacketReaderOptions): PacketReader =>
   let body: Buffer | undefined
   let bodyBytes = 0
 
-  const push = (chunk: Uint8Array): Result.Result<ReadonlyArray<Buffer>, FrameError> => {
+  const push = (chunk: Buffer): Result.Result<ReadonlyArray<Buffer>, FrameError> => {
     if (failure !== undefined) return Result.fail(failure)
     const packets: Array<Buffer> = []
     const end = chunk.length
@@ -487,10 +487,10 @@ export const makePacketReader = (options?: PacketReaderOptions): PacketReader =>
         lengthField = 0
         lengthBytes = 0
       } else {
-        const take = Math.min(end - offset, body.length - bodyBytes)
-        body.set(chunk.subarray(offset, offset + take), bodyBytes)
-        offset += take
-        bodyBytes += take
+        // Buffer#copy, not set(subarray): no view object per SSH packet on the upload path.
+        const copied = chunk.copy(body, bodyBytes, offset, Math.min(end, offset + body.length - bodyBytes))
+        offset += copied
+        bodyBytes += copied
         if (bodyBytes < body.length) break
         packets.push(body)
         body = undefined

@@ -31,13 +31,12 @@ const pool = Buffer.allocUnsafeSlow(4096)
 let poolUsed = pool.length
 
 /** Copies `length` fresh random bytes into `target` at `offset` (length ≤ the pool's size). */
-export const fillRandom = (target: Uint8Array, offset: number, length: number): void => {
+export const fillRandom = (target: Buffer, offset: number, length: number): void => {
   if (poolUsed + length > pool.length) {
     randomFillSync(pool)
     poolUsed = 0
   }
-  target.set(pool.subarray(poolUsed, poolUsed + length), offset)
-  poolUsed += length
+  poolUsed += pool.copy(target, offset, poolUsed, poolUsed + length)
 }
 
 /**
