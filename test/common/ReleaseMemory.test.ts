@@ -85,4 +85,56 @@ describe("releaseWritten", () => {
       assert.isTrue(bigBacking.detached)
       assert.strictEqual(pooled.toString(), "tail")
     }))
+
+  it.live("hands each chunk to `reuse` only once the kernel has its bytes, and frees only what reuse declines", () =>
+    Effect.promise(async () => {
+      const server = net.createServer()
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+      const port = (server.address() as net.AddressInfo).port
+      const peers: Array<net.Socket> = []
+      server.on("connection", (peer) => {
+        peer.pause() // nothing is read until the writes below are stuck in user space
+        peers.push(peer)
+      })
+      const socket = net.connect(port, "127.0.0.1")
+      await new Promise<void>((resolve) => socket.once("connect", resolve))
+      while (peers.length === 0) await new Promise((resolve) => setImmediate(resolve))
+      const peer = peers[0]!
+      const handed: Array<Uint8Array> = []
+      const kept = new Set<Uint8Array>()
+      // Reuse overwrites a chunk at once, as the next packet would: had the kernel
+      // not taken its bytes yet, the peer would receive 0xee instead.
+      releaseWritten(socket, (chunk) => {
+        handed.push(chunk)
+        if (!kept.has(chunk)) return false
+        chunk.fill(0xee)
+        return true
+      })
+      // 64 MiB is far more than both kernel socket buffers hold, so some writes wait.
+      const chunks = Array.from({ length: 64 }, () => randomBytes(1024 * 1024))
+      for (const chunk of chunks.filter((_, i) => i % 2 === 0)) kept.add(chunk)
+      const copies = chunks.map((chunk) => Buffer.from(chunk))
+      const received: Array<Buffer> = []
+      const ended = new Promise<void>((resolve) => {
+        peer.on("data", (chunk: Buffer) => received.push(chunk))
+        peer.on("end", resolve)
+      })
+      let flushed = 0
+      socket.cork()
+      for (const chunk of chunks.slice(0, 32)) socket.write(chunk, () => void flushed++)
+      process.nextTick(() => socket.uncork())
+      for (const chunk of chunks.slice(32)) socket.write(chunk, () => void flushed++)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.isBelow(flushed, 64, "writes are waiting for the peer")
+      assert.isBelow(handed.length, 64, "chunks still being written were not handed over")
+      peer.resume()
+      await new Promise<void>((resolve) => socket.end(resolve))
+      await ended
+      server.close()
+      assert.strictEqual(handed.length, 64, "each chunk handed over once")
+      assert.strictEqual(new Set(handed).size, 64)
+      assert.isTrue(Buffer.concat(received).equals(Buffer.concat(copies)), "every byte, in order")
+      for (const [i, chunk] of chunks.entries()) assert.strictEqual(chunk.buffer.detached, !kept.has(chunk), `chunk ${i}`)
+    }))
 })
+

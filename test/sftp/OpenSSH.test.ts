@@ -10,6 +10,7 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as PacketMemory from "../../src/protocols/sftp/PacketMemory.js"
 import { describeResult, run, type RunResult, sshKeygen } from "../utils/Processes.js"
 import { tempDir } from "../utils/TempDir.js"
 import { testServer } from "../utils/TestServer.js"
@@ -123,7 +124,8 @@ describe("OpenSSH sftp and scp", () => {
   }
 
   // The client re-keys every MiB in both directions (RekeyLimit), so key exchanges
-  // land between the channel data of the upload, where InboundBuffers frees reads.
+  // land between the channel data of the upload, where InboundBuffers frees reads,
+  // and of the download, whose packets PacketMemory reuses.
   for (const cipher of ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"]) {
     it.effect(`put and get 24 MiB with ${cipher}, re-keying every MiB, sha256 both ways`, () =>
       Effect.gen(function*() {
@@ -132,12 +134,15 @@ describe("OpenSSH sftp and scp", () => {
         const login: Login = { username: "alice", password: "alice-password" }
         const data = crypto.randomBytes(24 * MiB)
         fs.writeFileSync(path.join(local, "up.bin"), data)
+        const before = PacketMemory.counts()
         yield* sftpOk(server.port, login, local, [
           `put ${path.join(local, "up.bin")} /big.bin`,
           `get /big.bin ${path.join(local, "down.bin")}`
         ], ["-c", cipher, "-o", "RekeyLimit=1M"])
         assert.strictEqual(sha256File(path.join(server.roots["alice"]!, "big.bin")), sha256(data), "upload")
         assert.strictEqual(sha256File(path.join(local, "down.bin")), sha256(data), "download")
+        // The download's 768 full packets went out in reused memory, and were intact.
+        assert.isAtLeast(PacketMemory.counts().reused - before.reused, 700)
       }))
   }
 

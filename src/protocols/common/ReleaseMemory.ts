@@ -45,9 +45,12 @@ interface WriteChunk {
  * ssh2 allocates each outgoing packet, encrypts it in place and writes it (what
  * it keeps, such as its KEXINIT for the exchange hash, is a separate copy);
  * Node's TLS layer writes a fresh copy of each record batch.
+ *
+ * Each written chunk is first offered to `reuse`, at the same moment; a chunk it
+ * takes (returns true for) is not freed. The default takes none.
  * @category constructors
  */
-export const releaseWritten = (socket: Socket): void => {
+export const releaseWritten = (socket: Socket, reuse: (chunk: Uint8Array) => boolean = () => false): void => {
   const self = socket as Socket & {
     _writev: (chunks: Array<WriteChunk>, callback: (error?: Error | null) => void) => void
     _write: (chunk: unknown, encoding: BufferEncoding, callback: (error?: Error | null) => void) => void
@@ -58,13 +61,13 @@ export const releaseWritten = (socket: Socket): void => {
     // Node empties the array it passed once the write is under way: keep the chunks.
     const written = chunks.map(({ chunk }) => chunk)
     writev(chunks, (error) => {
-      for (const chunk of written) if (chunk instanceof Uint8Array) release(chunk)
+      for (const chunk of written) if (chunk instanceof Uint8Array && !reuse(chunk)) release(chunk)
       callback(error)
     })
   }
   self._write = (chunk, encoding, callback) =>
     write(chunk, encoding, (error) => {
-      if (chunk instanceof Uint8Array) release(chunk)
+      if (chunk instanceof Uint8Array && !reuse(chunk)) release(chunk)
       callback(error)
     })
 }

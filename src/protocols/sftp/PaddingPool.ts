@@ -15,11 +15,14 @@
  * This relies on ssh2's internals (1.17.0, pinned in package.json): the
  * Protocol's `_cipher`, replaced at every NEWKEYS, and the `allocPacket` of its
  * AES-GCM and ChaCha20-Poly1305 binding ciphers, whose packet layout
- * `allocPacket` below reproduces. Other ciphers keep ssh2's own.
+ * `allocPacket` below reproduces. Other ciphers keep ssh2's own. The packets'
+ * memory comes from PacketMemory, which takes it back once the socket has
+ * written them.
  * test/sftp/PaddingPool.test.ts compares the two layouts.
  */
 import { randomFillSync } from "node:crypto"
 import type ssh2 from "ssh2"
+import * as PacketMemory from "./PacketMemory.js"
 
 /** ssh2 cipher classes whose `allocPacket` this replaces, with their padding block size. */
 const blockSizes: ReadonlyMap<string, number> = new Map([["AESGCMCipherBinding", 16], ["ChaChaPolyCipherBinding", 8]])
@@ -50,7 +53,7 @@ export const allocPacket = (blockSize: number, payloadLength: number): Buffer =>
   let paddingLength = blockSize - ((packetLength - 4) & (blockSize - 1))
   if (paddingLength < 4) paddingLength += blockSize
   packetLength += paddingLength
-  const packet = Buffer.allocUnsafe(packetLength + tagLength)
+  const packet = PacketMemory.take(packetLength + tagLength)
   packet.writeUInt32BE(packetLength - 4, 0)
   packet[4] = paddingLength
   fillRandom(packet, 5 + payloadLength, paddingLength)

@@ -35,6 +35,7 @@ import { releaseWritten } from "../common/ReleaseMemory.js"
 export { ListenError } from "../common/Listener.js"
 import { type AlgorithmKind, effective } from "./Algorithms.js"
 import * as InboundBuffers from "./InboundBuffers.js"
+import * as PacketMemory from "./PacketMemory.js"
 import * as PaddingPool from "./PaddingPool.js"
 import { serveChannel, type SftpLimits } from "./Session.js"
 
@@ -157,7 +158,8 @@ export const make = (options: SftpOptions): Effect.Effect<SftpServer["Service"],
           socket.cork()
           process.nextTick(() => socket.uncork())
         })
-        releaseWritten(socket)
+        // Once written, the packets' memory is freed, or reused for the next packets.
+        releaseWritten(socket, PacketMemory.giveBack)
         ssh.injectSocket(socket)
 
         const client = yield* Effect.raceFirst(Deferred.await(attached), ended.pipe(Effect.andThen(Effect.interrupt)))
