@@ -39,7 +39,7 @@ const lent = new WeakSet<ArrayBufferLike>()
  * Memory for a packet of `length` bytes, with unspecified content.
  * @category constructors
  */
-export const take = (length: number): Buffer => {
+export const take = (length: number): Buffer<ArrayBuffer> => {
   if (length < minPacketBytes || length > blockBytes) return Buffer.allocUnsafe(length)
   let block = free.pop()
   if (block === undefined) {
