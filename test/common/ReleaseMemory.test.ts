@@ -91,15 +91,15 @@ describe("releaseWritten", () => {
       const server = net.createServer()
       await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
       const port = (server.address() as net.AddressInfo).port
-      const peers: Array<net.Socket> = []
-      server.on("connection", (peer) => {
-        peer.pause() // nothing is read until the writes below are stuck in user space
-        peers.push(peer)
-      })
+      const accepted = new Promise<net.Socket>((resolve) =>
+        server.once("connection", (peer) => {
+          peer.pause() // nothing is read until the writes below are stuck in user space
+          resolve(peer)
+        })
+      )
       const socket = net.connect(port, "127.0.0.1")
       await new Promise<void>((resolve) => socket.once("connect", resolve))
-      while (peers.length === 0) await new Promise((resolve) => setImmediate(resolve))
-      const peer = peers[0]!
+      const peer = await accepted
       const handed: Array<Uint8Array> = []
       const kept = new Set<Uint8Array>()
       // Reuse overwrites a chunk at once, as the next packet would: had the kernel
@@ -124,7 +124,9 @@ describe("releaseWritten", () => {
       for (const chunk of chunks.slice(0, 32)) socket.write(chunk, () => void flushed++)
       process.nextTick(() => socket.uncork())
       for (const chunk of chunks.slice(32)) socket.write(chunk, () => void flushed++)
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      // Once the corked batch went out (the uncork above runs first), 64 MiB cannot all be in
+      // the kernel's buffers of a peer that reads nothing: no waiting needed to see writes pending.
+      await new Promise((resolve) => process.nextTick(resolve))
       assert.isBelow(flushed, 64, "writes are waiting for the peer")
       assert.isBelow(handed.length, 64, "chunks still being written were not handed over")
       peer.resume()

@@ -10,6 +10,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
@@ -83,24 +84,12 @@ describe("native receive without a thread", () => {
       env: { ...process.env, ADDON: addon!, TARGET: target },
       stdio: ["pipe", "pipe", "inherit"]
     })
-    const output: Array<string> = []
-    let buffered = ""
-    const nextLine = () =>
-      new Promise<string>((resolve, reject) => {
-        const check = () => {
-          if (output.length > 0) return resolve(output.shift()!)
-          child.stdout.once("data", check)
-        }
-        child.once("exit", (code) => reject(new Error(`child exited with ${code}`)))
-        check()
-      })
-    child.stdout.setEncoding("utf8")
-    child.stdout.on("data", (text: string) => {
-      buffered += text
-      const lines = buffered.split("\n")
-      buffered = lines.pop()!
-      output.push(...lines.filter((line) => line.length > 0))
-    })
+    const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+    const nextLine = async (): Promise<string> => {
+      const line = await lines.next()
+      if (line.done === true) throw new Error("the child ended its output early")
+      return line.value
+    }
     const group = makePidsGroup(`portcullis-test-${process.pid}-${Date.now()}`)
     try {
       const { threads } = JSON.parse(await nextLine()) as { threads: number }
