@@ -213,6 +213,21 @@ run_case() {
   esac
 }
 reset_state() { rm -rf "$DATA/small" "$DATA/up.bin" "$WORK"/dl*.bin; sync; }
+# Checks that a run moved the right bytes, after its clock has stopped: a server
+# that ended a transfer early, or mixed up two sessions' data, would otherwise
+# look fast. Prints what is wrong, if anything.
+verify_case() {
+  case $1 in
+    sftp_get_*|ftp_get|ftps_get) cmp -s "$WORK/dl.bin" "$DATA/big.bin" || echo "downloaded file differs from the source" ;;
+    sftp_put_*|ftp_put|ftps_put) cmp -s "$DATA/up.bin" "$LOCAL/big.bin" || echo "uploaded file differs from the source" ;;
+    sftp_small_files) diff -rq "$LOCAL/small" "$DATA/small" >/dev/null || echo "the small files on the server differ from the client's" ;;
+    sftp_concurrent_downloads)
+      local k
+      for k in $(seq 1 "$CONCURRENT"); do
+        cmp -s "$WORK/dl-c$k.bin" "$DATA/c.bin" || { echo "concurrent download $k differs from the source"; return; }
+      done ;;
+  esac
+}
 bytes_of() { case $1 in sftp_small_files) echo $((SMALL_FILES * 4096));; sftp_logins) echo 0;;
   sftp_concurrent_downloads) echo $((CONCURRENT * CONCURRENT_MIB * 1048576));; *) echo $((SIZE_MIB * 1048576));; esac; }
 
@@ -228,6 +243,10 @@ measure() { # case side run_index
   t1=$(date +%s.%N)
   [ "$side" = portcullis ] || wait_no_children "$pid"
   kill -TERM "$sampler"; wait "$sampler" || true; cpu=$(cat "$WORK/cpu.out")
+  if [ "$ok" = true ]; then
+    local wrong; wrong=$(verify_case "$c")
+    [ -z "$wrong" ] || { ok=false; echo "# WRONG DATA: $c $side run $i: $wrong" >&2; }
+  fi
   printf '{"case":"%s","side":"%s","run":%d,"wall_s":%s,"cpu_s":%s,"bytes":%d,"ok":%s}\n' \
     "$c" "$side" "$i" "$(echo "$t1 - $t0" | bc -l | sed 's/^\./0./')" \
     "$cpu" "$(bytes_of "$c")" "$ok" >> "$RAW"

@@ -99,3 +99,12 @@ if memory:
         name = "Portcullis" if m["side"] == "portcullis" else "OpenSSH sshd (RSS counts shared pages per process)"
         print(f"| memory | {name} | {m['sessions']} | {m['failed']} | {m['pss_before_kib'] / 1024:.1f} | "
               f"{m['pss_after_kib'] / 1024:.1f} | {fmt(m['kib_per_session'], 1)} | {fmt(m.get('rss_kib_per_session'), 1)} |")
+
+# A failed run (a client error, or wrong bytes found by run.sh's verify_case) is
+# in no median above: list it, and fail the bench, so that no one reads a table
+# with missing runs as a clean one.
+if failed:
+    print("\nFailed runs, left out of the medians above:")
+    for r in failed:
+        print(f"- {r['case']} {r['side']} run {r['run']}")
+    sys.exit(1)
