@@ -5,7 +5,8 @@
 # Env: BENCH_SIZE_MIB (256), BENCH_RUNS (5), BENCH_SMALL_FILES (2000),
 #      BENCH_LOGINS (50), BENCH_CONCURRENT (50), BENCH_CONCURRENT_MIB (20),
 #      BENCH_IDLE_SESSIONS (1000; 0 skips the memory measure),
-#      BENCH_CASES (space-separated subset of case names).
+#      BENCH_CASES (space-separated subset of case names),
+#      BENCH_SSH2_FLOOR (async|sync: bench/ssh2-floor.mjs instead of Portcullis, SFTP cases only).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -161,12 +162,20 @@ cat > "$WORK/etc/portcullis.json" <<CONF
 }
 CONF
 # BENCH_PC_NODE_OPTIONS: extra node flags for Portcullis only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
-NODE_OPTIONS="${BENCH_PC_NODE_OPTIONS:-}" "$REPO/bin/portcullis" serve --config "$WORK/etc/portcullis.json" >"$WORK/portcullis.log" 2>&1 &
+# BENCH_SSH2_FLOOR=async|sync puts bench/ssh2-floor.mjs (ssh2 with no server logic)
+# in Portcullis's place on the SFTP port, to measure what ssh2 itself costs.
+if [ -n "${BENCH_SSH2_FLOOR:-}" ]; then
+  "$REPO/node_modules/.bin/node" "$REPO/bench/ssh2-floor.mjs" "$SSH_PORT_PC" "$ROOT" "$BUSER" "$BPASS" \
+    "$WORK/etc/host_ed25519" "$BENCH_SSH2_FLOOR" >"$WORK/portcullis.log" 2>&1 &
+else
+  NODE_OPTIONS="${BENCH_PC_NODE_OPTIONS:-}" "$REPO/bin/portcullis" serve --config "$WORK/etc/portcullis.json" >"$WORK/portcullis.log" 2>&1 &
+fi
 PC_PID=$!; PIDS+=("$PC_PID")
 
 wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
   echo "port $1 did not open" >&2; tail -5 "$WORK"/*.log "$WORK"/*.err >&2 || true; return 1; }
-wait_port "$SSH_PORT_PEER"; wait_port "$FTP_PORT_PEER"; wait_port "$SSH_PORT_PC"; wait_port "$FTP_PORT_PC"
+wait_port "$SSH_PORT_PEER"; wait_port "$FTP_PORT_PEER"; wait_port "$SSH_PORT_PC"
+[ -n "${BENCH_SSH2_FLOOR:-}" ] || wait_port "$FTP_PORT_PC"
 
 # --- measurement --------------------------------------------------------------
 # CPU seconds of a server and everything it forks during a run: see

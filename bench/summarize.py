@@ -32,6 +32,9 @@ machine = {
 params = {k: int(os.environ[v]) for k, v in [("size_mib", "BENCH_SIZE_MIB"), ("runs", "BENCH_RUNS"),
           ("small_files", "BENCH_SMALL_FILES"), ("logins", "BENCH_LOGINS"), ("concurrent", "BENCH_CONCURRENT"),
           ("concurrent_mib", "BENCH_CONCURRENT_MIB"), ("elapsed_s", "BENCH_ELAPSED")]}
+# With BENCH_SSH2_FLOOR, the "portcullis" side is bench/ssh2-floor.mjs in that mode.
+if os.environ.get("BENCH_SSH2_FLOOR"):
+    params["ssh2_floor"] = os.environ["BENCH_SSH2_FLOOR"]
 mem_path = os.environ.get("BENCH_MEMORY")
 memory = [json.loads(l) for l in open(mem_path) if l.strip()] if mem_path and os.path.exists(mem_path) else []
 for m in memory:
@@ -84,6 +87,8 @@ print(f"Machine: {machine['cpu']}, {machine['nproc']} CPUs, {machine['memory']},
       f"Node {machine['node']}, {machine['openssh']}, vsftpd {machine['vsftpd']}")
 print(f"Size {params['size_mib']} MiB, {params['runs']} runs per side after 1 warm-up, "
       f"{params['small_files']} small files, {params['logins']} logins; total {params['elapsed_s']} s\n")
+if "ssh2_floor" in params:
+    print(f"The Portcullis columns are bench/ssh2-floor.mjs ({params['ssh2_floor']} file calls), not Portcullis.\n")
 print("| case | peer | Portcullis wall s | peer wall s | Portcullis MiB/s | peer MiB/s | speed ratio P/peer (>1 P faster) | Portcullis CPU s | peer CPU s | CPU s/GiB P | CPU s/GiB peer |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in summary:
