@@ -27,6 +27,11 @@ FTP_PORT_PC=${BENCH_PC_FTP_PORT:-23021}
 CIPHERS="aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"
 
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh must run as root (it starts sshd/vsftpd and adds a user)" >&2; exit 1; }
+if [ -n "${BENCH_SSH2_FLOOR:-}" ]; then
+  case $BENCH_SSH2_FLOOR in async|sync) ;; *) echo "BENCH_SSH2_FLOOR must be async or sync" >&2; exit 2;; esac
+  case " $CASES " in *" ftp"*) echo "BENCH_SSH2_FLOOR serves SFTP only: choose SFTP cases with BENCH_CASES" >&2; exit 2;; esac
+  IDLE_SESSIONS=0 # the memory measure is of Portcullis
+fi
 
 # --- dependencies -----------------------------------------------------------
 need=()
