@@ -7,8 +7,8 @@
 //   async: each fs call goes through libuv's thread pool, as design.md requires
 //          of Portcullis;
 //   sync:  each fs call blocks the event loop, as OpenSSH's sftp-server does.
-// It serves only what the bench's small-files and download cases send (mkdir,
-// realpath, stat, open/write/read/close, ls -l), from 127.0.0.1 only.
+// It serves only what the bench's SFTP cases send (mkdir, realpath, stat,
+// open/read/write/close, ls and ls -l), from 127.0.0.1 only.
 // Usage: node bench/ssh2-floor.mjs PORT ROOT USER PASSWORD HOSTKEY async|sync
 import fs from "node:fs"
 import { createRequire } from "node:module"

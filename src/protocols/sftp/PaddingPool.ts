@@ -33,7 +33,10 @@ const tagLength = 16
 const pool = Buffer.allocUnsafeSlow(4096)
 let poolUsed = pool.length
 
-/** Copies `length` fresh random bytes into `target` at `offset` (length ≤ the pool's size). */
+/**
+ * Copies `length` fresh random bytes into `target` at `offset` (length ≤ the pool's size).
+ * @category constructors
+ */
 export const fillRandom = (target: Buffer, offset: number, length: number): void => {
   if (poolUsed + length > pool.length) {
     randomFillSync(pool)
