@@ -7,17 +7,26 @@
  * without announcing anything: an upload interrupted by a disconnect never
  * produces a completion event.
  *
- * Each handle carries a semaphore: requests that may run side by side (READ,
- * WRITE at distinct offsets) take one permit, requests that must see every
- * earlier one finished (CLOSE, FSETSTAT, FSYNC, READDIR, appends) take all.
+ * Each handle carries a lock: requests that may run side by side (READ,
+ * WRITE at distinct offsets) share it, requests that must see every earlier
+ * one finished (CLOSE, FSETSTAT, FSYNC, READDIR, appends) take it alone. The
+ * session's reading loop takes locks in arrival order and waits, reading
+ * nothing, while the next request's lock is not free; so the lock is two
+ * numbers, not a queue.
  */
-import { Effect, Semaphore } from "effect"
+import { Effect } from "effect"
 import type { DirectoryHandle, FileHandle } from "../../services/Jail.js"
 import type { VirtualPath } from "../../services/VirtualPath.js"
 import { refused, type RequestRefused } from "./Status.js"
 
-/** Permits of a handle's semaphore; more than requests in flight, so shared users never wait on each other. */
-export const permitsPerHandle = 1024
+/**
+ * Who holds a handle: requests sharing it, or one request alone.
+ * @category models
+ */
+export interface HandleLock {
+  shared: number
+  exclusive: boolean
+}
 
 /**
  * An open file and what its close must know.
@@ -29,7 +38,7 @@ export interface FileEntry {
   readonly path: VirtualPath
   readonly writable: boolean
   readonly append: boolean
-  readonly lock: Semaphore.Semaphore
+  readonly lock: HandleLock
   /** A write on this handle failed: its close announces nothing. */
   failed: boolean
 }
@@ -42,7 +51,7 @@ export interface DirectoryEntry {
   readonly _tag: "Directory"
   readonly directory: DirectoryHandle
   readonly path: VirtualPath
-  readonly lock: Semaphore.Semaphore
+  readonly lock: HandleLock
 }
 
 /**
@@ -59,6 +68,8 @@ export interface HandleTable {
   /** Registers an entry; fails with TooManyHandles at the limit (the caller closes what it opened). */
   add(entry: HandleEntry): Effect.Effect<Buffer, RequestRefused>
   get(handle: Uint8Array): Effect.Effect<HandleEntry, RequestRefused>
+  /** The entry of `handle`, if it is open. */
+  find(handle: Uint8Array): HandleEntry | undefined
   /** Forgets a handle and returns its entry; later requests with it get InvalidHandle. */
   take(handle: Uint8Array): Effect.Effect<HandleEntry, RequestRefused>
   readonly size: () => number
@@ -73,10 +84,35 @@ const closeQuietly = (entry: HandleEntry): Effect.Effect<void> =>
   )
 
 /**
- * A new lock for a handle entry.
+ * A new lock for a handle entry, held by nobody.
  * @category constructors
  */
-export const makeLock = (): Semaphore.Semaphore => Semaphore.makeUnsafe(permitsPerHandle)
+export const makeLock = (): HandleLock => ({ shared: 0, exclusive: false })
+
+/**
+ * Whether a request can take `lock` now, alone (`exclusive`) or shared.
+ * @category constructors
+ */
+export const isFree = (lock: HandleLock, exclusive: boolean): boolean =>
+  !lock.exclusive && (!exclusive || lock.shared === 0)
+
+/**
+ * Takes a lock that `isFree` said is free.
+ * @category constructors
+ */
+export const takeLock = (lock: HandleLock, exclusive: boolean): void => {
+  if (exclusive) lock.exclusive = true
+  else lock.shared++
+}
+
+/**
+ * Gives back a lock taken with the same `exclusive`.
+ * @category constructors
+ */
+export const giveLock = (lock: HandleLock, exclusive: boolean): void => {
+  if (exclusive) lock.exclusive = false
+  else lock.shared--
+}
 
 /**
  * A table of at most `maxHandles` entries, closed with the current scope.
@@ -91,10 +127,9 @@ export const make = (maxHandles: number) =>
         Effect.ensuring(Effect.sync(() => entries.clear()))
       )
     )
-    const lookup = (handle: Uint8Array) => {
+    const find = (handle: Uint8Array): HandleEntry | undefined => {
       const key = keyOf(handle)
-      const entry = key === undefined ? undefined : entries.get(key)
-      return entry ? Effect.succeed([key!, entry] as const) : Effect.fail(refused("InvalidHandle"))
+      return key === undefined ? undefined : entries.get(key)
     }
     const table: HandleTable = {
       add: (entry) =>
@@ -108,14 +143,19 @@ export const make = (maxHandles: number) =>
           handle.writeUInt32BE(key, 0)
           return Effect.succeed(handle)
         }),
-      get: (handle) => Effect.map(Effect.suspend(() => lookup(handle)), ([, entry]) => entry),
+      get: (handle) =>
+        Effect.suspend(() => {
+          const entry = find(handle)
+          return entry ? Effect.succeed(entry) : Effect.fail(refused("InvalidHandle"))
+        }),
+      find,
       take: (handle) =>
-        Effect.suspend(() => lookup(handle)).pipe(
-          Effect.map(([key, entry]) => {
-            entries.delete(key)
-            return entry
-          })
-        ),
+        Effect.suspend(() => {
+          const entry = find(handle)
+          if (!entry) return Effect.fail(refused("InvalidHandle"))
+          entries.delete(keyOf(handle)!)
+          return Effect.succeed(entry)
+        }),
       size: () => entries.size
     }
     return table

@@ -13,6 +13,7 @@ import * as VirtualPath from "../../services/VirtualPath.js"
 import type { Access } from "../common/Access.js"
 import * as Codec from "./Codec.js"
 import * as Handles from "./Handles.js"
+import type { Reply } from "./ReplyWindow.js"
 import { refused, type RequestError, statusOf } from "./Status.js"
 import { SftpOpenFlag, SftpStatus } from "./Wire.js"
 
@@ -76,9 +77,6 @@ export interface RequestContext {
   readonly limits: SftpLimits
 }
 
-/** Reply packets, written in order (a READ reply is a header plus the data, without a copy). */
-export type Reply = ReadonlyArray<Uint8Array>
-
 type Handled = Exclude<Codec.Request, Codec.Init | Codec.Unknown>
 
 const ok = (id: number): Reply => [Codec.encodeStatus(id, SftpStatus.Ok, "Success")]
@@ -129,8 +127,10 @@ const openMode = (pflags: number): OpenMode => ({
 
 const isTemporary = (ctx: RequestContext, path: string) => ctx.tempExtensions.some((ext) => ext.length > 0 && path.endsWith(ext))
 
-const file = (ctx: RequestContext, handle: Uint8Array) =>
-  Effect.flatMap(ctx.handles.get(handle), (entry) => (entry._tag === "File" ? Effect.succeed(entry) : Effect.fail(refused("InvalidHandle"))))
+const file = (ctx: RequestContext, handle: Uint8Array): Effect.Effect<Handles.FileEntry, RequestError> => {
+  const entry = ctx.handles.find(handle)
+  return entry?._tag === "File" ? Effect.succeed(entry) : Effect.fail(refused("InvalidHandle"))
+}
 
 const announce = (ctx: RequestContext, path: VirtualPath.VirtualPath, size: number) =>
   Events.use((events) =>
