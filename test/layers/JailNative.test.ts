@@ -389,4 +389,41 @@ while time.time() < end:
       assert.strictEqual(readAfterClose, "Io")
       assert.deepStrictEqual(calls, ["fsync", "fsync done", "close"])
     }))
+
+  // Every SFTP request's file call is one callback whose cancellation waits for
+  // the call: an interrupted session must not close the fd, and let the process
+  // reuse its number, while the call still runs on the thread pool.
+  it.effect("an interrupted caller waits for its syscall: the interruption ends only once the call has settled", () =>
+    Effect.gen(function*() {
+      const base = yield* tempDir("portcullis-jail-interrupt-")
+      fs.writeFileSync(path.join(base, "f"), "data")
+      const real = loadJailBinding()
+      const calls: Array<string> = []
+      let releaseSync: () => void = () => {}
+      const syncStarted = Deferred.makeUnsafe<void>()
+      const held = {
+        ...real,
+        fsync: (fd: number) =>
+          new Promise<void>((resolve, reject) => {
+            calls.push("fsync")
+            Deferred.doneUnsafe(syncStarted, Effect.void)
+            releaseSync = () => real.fsync(fd).then(() => {
+              calls.push("fsync done")
+              resolve()
+            }, reject)
+          })
+      }
+      const jail = yield* (yield* JailNative.makeWithBinding(held)).open(base)
+      const file = yield* jail.openFile("/f" as VirtualPath, { read: true, write: true })
+      const sync = yield* Effect.forkChild(file.sync)
+      yield* Deferred.await(syncStarted)
+      const interrupting = yield* Effect.forkChild(Fiber.interrupt(sync))
+      for (let i = 0; i < 5; i++) yield* Effect.yieldNow
+      assert.isUndefined(interrupting.pollUnsafe(), "the interruption ended while the fsync ran")
+      releaseSync()
+      yield* Fiber.join(interrupting)
+      assert.deepStrictEqual(calls, ["fsync", "fsync done"])
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(sync)))
+      yield* file.close
+    }))
 })

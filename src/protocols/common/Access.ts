@@ -69,7 +69,8 @@ export const make = (principal: Principal, policy: AccessPolicy): Access => {
     write,
     open: (path, mode) => {
       const writes = mode.write || mode.create === true || mode.truncate === true || mode.append === true || mode.exclusive === true
-      return Effect.andThen(mode.read ? read(path) : Effect.void, writes ? write(path) : Effect.void)
+      if (mode.read && !principal.canRead) return deny(path, "ReadNotAllowed")
+      return writes ? write(path) : Effect.void
     },
     setAttributes: (path, attributes) =>
       Effect.gen(function*() {

@@ -86,6 +86,15 @@ const resolve = (path: string): Effect.Effect<VirtualPath.VirtualPath, VirtualPa
   return Result.isSuccess(resolved) ? Effect.succeed(resolved.success) : Effect.fail(resolved.failure)
 }
 
+/** `f` of the resolved path, or the path's failure; `resolve` without a step. */
+const withPath = <A, E, R>(
+  path: string,
+  f: (path: VirtualPath.VirtualPath) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | VirtualPath.InvalidPath, R> => {
+  const resolved = VirtualPath.resolve(VirtualPath.root, path)
+  return Result.isSuccess(resolved) ? f(resolved.success) : Effect.fail(resolved.failure)
+}
+
 const toAttrs = (stat: FileStat): Codec.Attrs => ({
   size: stat.size,
   uid: stat.uid,
@@ -159,25 +168,18 @@ const readdirBatch = 128
 /** Chunk of a server-side copy. */
 const copyChunk = 64 * 1024
 
-const close = (ctx: RequestContext, request: Codec.Close) =>
-  Effect.gen(function*() {
-    // Taken out of the table and closed in one uninterruptible step: a session
-    // ending in between would leave the fd in no table, never closed.
-    const closed = yield* Effect.uninterruptible(Effect.gen(function*() {
-      const entry = yield* ctx.handles.take(request.handle)
-      if (entry._tag === "Directory") {
-        yield* entry.directory.close
-        return undefined
-      }
-      const announced = entry.writable && !entry.failed && !isTemporary(ctx, entry.path)
-      // The close reads the final size in the same call (undefined if it could not).
-      const final = yield* entry.file.close
-      return announced && final !== undefined ? { path: entry.path, size: final.size } : undefined
-    }))
+const close = (ctx: RequestContext, request: Codec.Close): Effect.Effect<Reply, RequestError, Events> =>
+  // Taken out of the table and closed in one uninterruptible step: a session
+  // ending in between would leave the fd in no table, never closed.
+  Effect.uninterruptible(Effect.flatMap(ctx.handles.take(request.handle), (entry) => {
+    if (entry._tag === "Directory") return Effect.as(entry.directory.close, undefined)
+    const announced = entry.writable && !entry.failed && !isTemporary(ctx, entry.path)
+    // The close reads the final size in the same call (undefined if it could not).
+    return Effect.map(entry.file.close, (final) => (announced && final !== undefined ? { path: entry.path, size: final.size } : undefined))
+  })).pipe(
     // Announce only a clean close of a handle whose every write succeeded.
-    if (closed) yield* announce(ctx, closed.path, closed.size)
-    return ok(request.id)
-  })
+    Effect.flatMap((closed) => (closed ? Effect.as(announce(ctx, closed.path, closed.size), ok(request.id)) : Effect.succeed(ok(request.id))))
+  )
 
 const rename = (ctx: RequestContext, request: Codec.Rename | Codec.PosixRename, overwrite: boolean) =>
   Effect.gen(function*() {
@@ -216,49 +218,54 @@ type Handler<R extends Handled> = (ctx: RequestContext, request: R, now: number)
 
 /** The dispatch table: every request type the codec decodes has exactly one entry. */
 const handlers: { readonly [T in Handled["_tag"]]: Handler<Extract<Handled, { readonly _tag: T }>> } = {
+  // OPEN, WRITE, CLOSE and READ are written as pipelines rather than generators:
+  // a small-files upload runs three of them per file.
   Open: (ctx, request) =>
-    Effect.gen(function*() {
-      const path = yield* resolve(request.path)
+    withPath(request.path, (path) => {
       const mode = openMode(request.pflags)
-      yield* ctx.access.open(path, mode)
-      // Opened and registered in one uninterruptible step: a session ended between the
-      // two would leave the fd open in no table, one per request of a client that leaves.
-      const handle = yield* Effect.uninterruptible(Effect.flatMap(ctx.jail.openFile(path, mode), (opened) => {
-        const entry: Handles.FileEntry = { _tag: "File", file: opened, path, writable: mode.write, append: mode.append === true, lock: Handles.makeLock(), failed: false }
-        return ctx.handles.add(entry).pipe(Effect.tapError(() => Effect.ignore(opened.close)))
-      }))
-      return [Codec.encodeHandle(request.id, handle)]
+      return ctx.access.open(path, mode).pipe(
+        // Opened and registered in one uninterruptible step: a session ended between the
+        // two would leave the fd open in no table, one per request of a client that leaves.
+        Effect.andThen(Effect.uninterruptible(Effect.flatMap(ctx.jail.openFile(path, mode), (opened) => {
+          const entry: Handles.FileEntry = { _tag: "File", file: opened, path, writable: mode.write, append: mode.append === true, lock: Handles.makeLock(), failed: false }
+          return ctx.handles.add(entry).pipe(Effect.tapError(() => Effect.ignore(opened.close)))
+        }))),
+        Effect.map((handle) => [Codec.encodeHandle(request.id, handle)])
+      )
     }),
   Close: close,
-  Read: (ctx, request) =>
-    Effect.gen(function*() {
-      const entry = yield* file(ctx, request.handle)
-      const length = Math.min(request.length, ctx.limits.maxReadLength)
-      // The bytes are read straight behind the DATA header, so the reply is one
-      // buffer and ssh2 cuts it into full SSH packets, instead of sending the
-      // 13-byte header as a packet of its own (one in nine packets, each with
-      // its padding, MAC and system call).
-      const packet = Buffer.allocUnsafe(Codec.dataHeaderLength + length)
-      const data = yield* entry.file.read(request.offset, length, packet.subarray(Codec.dataHeaderLength))
+  Read: (ctx, request) => {
+    const entry = ctx.handles.find(request.handle)
+    if (entry?._tag !== "File") return Effect.fail(refused("InvalidHandle"))
+    const length = Math.min(request.length, ctx.limits.maxReadLength)
+    // The bytes are read straight behind the DATA header, so the reply is one
+    // buffer and ssh2 cuts it into full SSH packets, instead of sending the
+    // 13-byte header as a packet of its own (one in nine packets, each with
+    // its padding, MAC and system call).
+    const packet = Buffer.allocUnsafe(Codec.dataHeaderLength + length)
+    return Effect.map(entry.file.read(request.offset, length, packet.subarray(Codec.dataHeaderLength)), (data): Reply => {
       if (data.length === 0) return [Codec.encodeStatus(request.id, SftpStatus.Eof, "End of file")]
       if (data.buffer === packet.buffer && data.byteOffset === packet.byteOffset + Codec.dataHeaderLength) {
         Codec.writeDataHeader(packet, request.id, data.length)
         return [packet.subarray(0, Codec.dataHeaderLength + data.length)]
       }
       return [Codec.encodeDataHeader(request.id, data.length), data]
-    }),
-  Write: (ctx, request) =>
-    Effect.gen(function*() {
-      const entry = yield* file(ctx, request.handle)
-      if (!entry.writable) return yield* ctx.access.write(entry.path).pipe(Effect.andThen(Effect.fail(refused("InvalidHandle"))))
-      if (request.data.length > ctx.limits.maxWriteLength) return yield* Effect.fail(refused("BadRequest"))
-      yield* entry.file.write(request.offset, request.data).pipe(Effect.tapError(() => Effect.sync(() => void (entry.failed = true))))
-      return ok(request.id)
-    }),
+    })
+  },
+  Write: (ctx, request) => {
+    const entry = ctx.handles.find(request.handle)
+    if (entry?._tag !== "File") return Effect.fail(refused("InvalidHandle"))
+    if (!entry.writable) return ctx.access.write(entry.path).pipe(Effect.andThen(Effect.fail(refused("InvalidHandle"))))
+    if (request.data.length > ctx.limits.maxWriteLength) return Effect.fail(refused("BadRequest"))
+    return entry.file.write(request.offset, request.data).pipe(
+      Effect.tapError(() => Effect.sync(() => void (entry.failed = true))),
+      Effect.map(() => ok(request.id))
+    )
+  },
   Lstat: (ctx, request) =>
-    resolve(request.path).pipe(Effect.flatMap(ctx.jail.lstat), Effect.map((s) => [Codec.encodeAttrs(request.id, toAttrs(s))])),
+    withPath(request.path, (path) => Effect.map(ctx.jail.lstat(path), (s) => [Codec.encodeAttrs(request.id, toAttrs(s))])),
   Stat: (ctx, request) =>
-    resolve(request.path).pipe(Effect.flatMap(ctx.jail.stat), Effect.map((s) => [Codec.encodeAttrs(request.id, toAttrs(s))])),
+    withPath(request.path, (path) => Effect.map(ctx.jail.stat(path), (s) => [Codec.encodeAttrs(request.id, toAttrs(s))])),
   Fstat: (ctx, request) =>
     ctx.handles.get(request.handle).pipe(
       Effect.flatMap((entry) => (entry._tag === "File" ? entry.file.stat : ctx.jail.stat(entry.path))),

@@ -128,7 +128,10 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
     })
     yield* Effect.addFinalizer(() => Effect.sync(window.close))
 
-    const answer = (reply: ReplyWindow.Reply) => window.fill(window.reserve(), reply)
+    const answer = (reply: ReplyWindow.Reply): undefined => {
+      window.fill(window.reserve(), reply)
+      return undefined
+    }
 
     /** What a request's fiber ended with becomes its reply; `body` is its packet (a WRITE's data is a view of it). */
     const finish = (
@@ -156,38 +159,48 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
       loop.wake()
     }
 
-    const serve = (request: Handled, body: Buffer, now: number) =>
-      Effect.gen(function*() {
-        const target = lockOf(request)
-        const entry = target ? handles.find(target.handle) : undefined
-        const lock = entry?.lock
-        const exclusive = target?.exclusive === true ||
-          (request._tag === "Write" && entry?._tag === "File" && entry.append)
-        if (lock && !Handles.isFree(lock, exclusive)) yield* waitUntil(() => Handles.isFree(lock, exclusive))
-        if (lock) Handles.takeLock(lock, exclusive)
-        const place = window.reserve()
-        fork(handle(ctx, request, now)).addObserver((exit) => finish(request, body, place, lock, exclusive, exit))
-      })
+    const start = (request: Handled, body: Buffer, now: number, lock: Handles.HandleLock | undefined, exclusive: boolean) => {
+      if (lock) Handles.takeLock(lock, exclusive)
+      const place = window.reserve()
+      fork(handle(ctx, request, now)).addObserver((exit) => finish(request, body, place, lock, exclusive, exit))
+    }
+
+    /** Starts `request` now, or gives what to wait for first when its handle's lock is held. */
+    const serve = (request: Handled, body: Buffer, now: number): Effect.Effect<void, SessionEnd> | undefined => {
+      const target = lockOf(request)
+      const entry = target ? handles.find(target.handle) : undefined
+      const lock = entry?.lock
+      const exclusive = target?.exclusive === true ||
+        (request._tag === "Write" && entry?._tag === "File" && entry.append)
+      if (lock && !Handles.isFree(lock, exclusive)) {
+        return waitUntil(() => Handles.isFree(lock, exclusive)).pipe(
+          Effect.andThen(Effect.sync(() => start(request, body, now, lock, exclusive)))
+        )
+      }
+      start(request, body, now, lock, exclusive)
+      return undefined
+    }
 
     let initialized = false
-    const onPacket = (body: Buffer, now: number): Effect.Effect<void, SessionEnd> => {
+    /** Handles one packet; gives an effect only when the loop must wait or the session must end. */
+    const onPacket = (body: Buffer, now: number): Effect.Effect<void, SessionEnd> | undefined => {
       const decoded = Codec.decodeRequest(body)
       if (Result.isFailure(decoded)) {
         const { id } = decoded.failure
         if (id === undefined || !initialized) return Effect.fail(new SessionEnd({ reason: `bad packet: ${decoded.failure.reason}` }))
-        return Effect.sync(() => answer([Codec.encodeStatus(id, SftpStatus.BadMessage, "Bad message")]))
+        return answer([Codec.encodeStatus(id, SftpStatus.BadMessage, "Bad message")])
       }
       const request = decoded.success
       if (!initialized) {
         if (request._tag !== "Init") return Effect.fail(new SessionEnd({ reason: "the first packet was not INIT" }))
         initialized = true
-        return Effect.sync(() => answer([Codec.encodeVersion(extensions)]))
+        return answer([Codec.encodeVersion(extensions)])
       }
       if (request._tag === "Init") return Effect.fail(new SessionEnd({ reason: "INIT sent twice" }))
       if (request._tag === "Unknown") {
         const { id } = request
         if (id === undefined) return Effect.fail(new SessionEnd({ reason: "unknown packet without id" }))
-        return Effect.sync(() => answer([Codec.encodeStatus(id, SftpStatus.OpUnsupported, "Operation unsupported")]))
+        return answer([Codec.encodeStatus(id, SftpStatus.OpUnsupported, "Operation unsupported")])
       }
       return serve(request, body, now)
     }
@@ -208,7 +221,8 @@ export const serveChannel = (channel: Duplex, context: ChannelContext): Effect.E
         const now = yield* Clock.currentTimeMillis
         for (const body of packets) {
           if (!window.hasRoom()) yield* waitUntil(window.hasRoom)
-          yield* onPacket(body, now)
+          const wait = onPacket(body, now)
+          if (wait) yield* wait
         }
       }
     })
