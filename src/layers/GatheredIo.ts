@@ -41,6 +41,8 @@ const maxRunBuffers = 64
 
 /** Sorts by offset and cuts the queue into runs of adjacent ranges. */
 const runsOf = (queue: ReadonlyArray<Pending>): ReadonlyArray<ReadonlyArray<Pending>> => {
+  // One request alone on an idle fd, the usual case for small files: nothing to sort.
+  if (queue.length === 1) return [queue]
   const sorted = [...queue].sort((a, b) => a.offset - b.offset)
   const runs: Array<Array<Pending>> = []
   let run: Array<Pending> = []
