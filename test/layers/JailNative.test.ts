@@ -86,6 +86,47 @@ const readAll = (jail: JailHandle, p: VirtualPath) =>
     (file) => Effect.orDie(file.close)
   )
 
+/**
+ * The real binding, except that each fsync waits for `releaseSync()` before it
+ * really runs; `calls` records the fsyncs and closes in the order they happen.
+ */
+const fsyncHeld = () => {
+  const real = loadJailBinding()
+  const calls: Array<string> = []
+  let release: () => void = () => {}
+  const syncStarted = Deferred.makeUnsafe<void>()
+  const binding = {
+    ...real,
+    fsync: (fd: number) =>
+      new Promise<void>((resolve, reject) => {
+        calls.push("fsync")
+        Deferred.doneUnsafe(syncStarted, Effect.void)
+        release = () => real.fsync(fd).then(() => {
+          calls.push("fsync done")
+          resolve()
+        }, reject)
+      }),
+    fstatClose: (fd: number) => {
+      calls.push("close")
+      return real.fstatClose(fd)
+    }
+  }
+  return { binding, calls, syncStarted, releaseSync: () => release() }
+}
+
+/** A file in a new jail (`prefix` names its temp dir) whose fsync has started and waits for `releaseSync()`. */
+const fsyncRunning = (prefix: string) =>
+  Effect.gen(function*() {
+    const base = yield* tempDir(prefix)
+    fs.writeFileSync(path.join(base, "f"), "data")
+    const { binding, calls, releaseSync, syncStarted } = fsyncHeld()
+    const jail = yield* (yield* JailNative.makeWithBinding(binding)).open(base)
+    const file = yield* jail.openFile("/f" as VirtualPath, { read: true, write: true })
+    const sync = yield* Effect.forkChild(file.sync)
+    yield* Deferred.await(syncStarted)
+    return { calls, file, releaseSync, sync }
+  })
+
 describe("JailNative", () => {
   it.layer(jailLayer)((it) => {
     it.effect("reads, writes, lists and changes files inside the root", () =>
@@ -351,32 +392,7 @@ while time.time() < end:
   // where the fd number may already name another user's file.
   it.effect("close waits for a syscall still running on the file's fd, then closes it", () =>
     Effect.gen(function*() {
-      const base = yield* tempDir("portcullis-jail-close-")
-      fs.writeFileSync(path.join(base, "f"), "data")
-      const real = loadJailBinding()
-      const calls: Array<string> = []
-      let releaseSync: () => void = () => {}
-      const syncStarted = Deferred.makeUnsafe<void>()
-      const held = {
-        ...real,
-        fsync: (fd: number) =>
-          new Promise<void>((resolve, reject) => {
-            calls.push("fsync")
-            Deferred.doneUnsafe(syncStarted, Effect.void)
-            releaseSync = () => real.fsync(fd).then(() => {
-              calls.push("fsync done")
-              resolve()
-            }, reject)
-          }),
-        fstatClose: (fd: number) => {
-          calls.push("close")
-          return real.fstatClose(fd)
-        }
-      }
-      const jail = yield* (yield* JailNative.makeWithBinding(held)).open(base)
-      const file = yield* jail.openFile("/f" as VirtualPath, { read: true, write: true })
-      const sync = yield* Effect.forkChild(file.sync)
-      yield* Deferred.await(syncStarted)
+      const { calls, file, releaseSync, sync } = yield* fsyncRunning("portcullis-jail-close-")
       const close = yield* Effect.forkChild(file.close)
       yield* Effect.yieldNow
       const whileRunning = calls.slice()
@@ -395,28 +411,7 @@ while time.time() < end:
   // reuse its number, while the call still runs on the thread pool.
   it.effect("an interrupted caller waits for its syscall: the interruption ends only once the call has settled", () =>
     Effect.gen(function*() {
-      const base = yield* tempDir("portcullis-jail-interrupt-")
-      fs.writeFileSync(path.join(base, "f"), "data")
-      const real = loadJailBinding()
-      const calls: Array<string> = []
-      let releaseSync: () => void = () => {}
-      const syncStarted = Deferred.makeUnsafe<void>()
-      const held = {
-        ...real,
-        fsync: (fd: number) =>
-          new Promise<void>((resolve, reject) => {
-            calls.push("fsync")
-            Deferred.doneUnsafe(syncStarted, Effect.void)
-            releaseSync = () => real.fsync(fd).then(() => {
-              calls.push("fsync done")
-              resolve()
-            }, reject)
-          })
-      }
-      const jail = yield* (yield* JailNative.makeWithBinding(held)).open(base)
-      const file = yield* jail.openFile("/f" as VirtualPath, { read: true, write: true })
-      const sync = yield* Effect.forkChild(file.sync)
-      yield* Deferred.await(syncStarted)
+      const { calls, file, releaseSync, sync } = yield* fsyncRunning("portcullis-jail-interrupt-")
       const interrupting = yield* Effect.forkChild(Fiber.interrupt(sync))
       for (let i = 0; i < 5; i++) yield* Effect.yieldNow
       assert.isUndefined(interrupting.pollUnsafe(), "the interruption ended while the fsync ran")
