@@ -2,8 +2,9 @@
  * The reply side of an SFTP channel (Session.ts, ReplyWindow.ts), driven over
  * a raw channel against a real server whose jail holds chosen calls: replies
  * leave in arrival order whatever order their requests finish in, at most 64
- * requests are read and unanswered, and a defect in a handler answers FAILURE
- * in its turn and then ends only its own session.
+ * requests are read and unanswered, a channel closed while the session waits
+ * for room ends it at once, and a defect in a handler answers FAILURE in its
+ * turn and then ends only its own session.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
@@ -91,6 +92,33 @@ describe("SFTP reply order and budget", () => {
         }
         assert.strictEqual(faulty.firedCount(), 200)
       }))
+    }))
+
+  it.effect("the channel closed while 64 READs are held and 36 wait unread: the channel's session ends at once, closing its file without waiting for the held reads", () =>
+    Effect.gen(function*() {
+      const faulty = FaultyJail.make()
+      const server = yield* testServer({ jail: faulty.layer })
+      fs.writeFileSync(path.join(server.roots["alice"]!, "data"), Buffer.alloc(100 * 1024))
+      const gate = Deferred.makeUnsafe<void>()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const raw = yield* rawChannel(server.port, "alice", alice)
+        yield* started(raw)
+        yield* raw.send(packet(FXP.Open, 1, "/data", 1, 0))
+        const opened = yield* raw.next
+        const handle = opened.subarray(9, 9 + opened.readUInt32BE(5))
+        // Reads wait for a gate that never opens here; the close of the file counts as fired.
+        yield* faulty.arm({
+          ...FaultyJail.readsHeld(gate),
+          close: (_file, real, tools) => real.pipe(Effect.tap(() => tools.fired))
+        })
+        yield* raw.send(Buffer.concat(Array.from({ length: 100 }, (_, i) => packet(FXP.Read, 100 + i, handle, 0, i * 1024, 1024))))
+        yield* faulty.awaitFired(64)
+        yield* raw.close
+        yield* raw.closed
+        yield* faulty.awaitFired(65)
+        assert.strictEqual(faulty.firedCount(), 65, "a read started after the channel closed")
+      }))
+      yield* Deferred.succeed(gate, undefined)
     }))
 
   it.effect("a defect in a handler: FAILURE in its turn, after the held request before it; then that session closes and another one goes on", () =>

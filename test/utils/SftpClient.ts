@@ -58,6 +58,8 @@ export interface RawChannel {
   readonly next: Effect.Effect<Buffer, Error>
   /** Completes when the server closes the channel. */
   readonly closed: Effect.Effect<void>
+  /** Closes this channel; the SSH connection stays open. */
+  readonly close: Effect.Effect<void>
 }
 
 export const rawChannel = (port: number, username: string, auth: Auth) =>
@@ -98,7 +100,8 @@ export const rawChannel = (port: number, username: string, auth: Auth) =>
     return {
       send: (bytes: Uint8Array) => Effect.sync(() => void channel.write(bytes)),
       next,
-      closed: channelClosed
+      closed: channelClosed,
+      close: Effect.sync(() => void channel.close())
     } satisfies RawChannel
   })
 

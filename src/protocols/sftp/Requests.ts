@@ -81,12 +81,7 @@ type Handled = Exclude<Codec.Request, Codec.Init | Codec.Unknown>
 
 const ok = (id: number): Reply => [Codec.encodeStatus(id, SftpStatus.Ok, "Success")]
 
-const resolve = (path: string): Effect.Effect<VirtualPath.VirtualPath, VirtualPath.InvalidPath> => {
-  const resolved = VirtualPath.resolve(VirtualPath.root, path)
-  return Result.isSuccess(resolved) ? Effect.succeed(resolved.success) : Effect.fail(resolved.failure)
-}
-
-/** `f` of the resolved path, or the path's failure; `resolve` without a step. */
+/** `f` of the resolved path, or the path's failure, without a step of its own. */
 const withPath = <A, E, R>(
   path: string,
   f: (path: VirtualPath.VirtualPath) => Effect.Effect<A, E, R>
@@ -94,6 +89,8 @@ const withPath = <A, E, R>(
   const resolved = VirtualPath.resolve(VirtualPath.root, path)
   return Result.isSuccess(resolved) ? f(resolved.success) : Effect.fail(resolved.failure)
 }
+
+const resolve = (path: string): Effect.Effect<VirtualPath.VirtualPath, VirtualPath.InvalidPath> => withPath(path, Effect.succeed)
 
 const toAttrs = (stat: FileStat): Codec.Attrs => ({
   size: stat.size,
