@@ -246,24 +246,33 @@ bytes_of() { case $1 in sftp_small_files) echo $((SMALL_FILES * 4096));; sftp_lo
   sftp_concurrent_downloads) echo $((CONCURRENT * CONCURRENT_MIB * 1048576));; *) echo $((SIZE_MIB * 1048576));; esac; }
 
 RAW=$WORK/raw.jsonl; : > "$RAW"
+# CPU time of the clients of a run: the clients are this shell's children
+# (sshpass, sftp and its ssh, curl), and the kernel adds each one's user and
+# system time to this shell's cutime/cstime once it is reaped. A client that
+# uses as much CPU as the run takes wall time cannot get faster, whatever the
+# server does: this is what shows that a case is bound by its client.
+CLK_TCK=$(getconf CLK_TCK)
+client_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
 measure() { # case side run_index
-  local c=$1 side=$2 i=$3 pid t0 t1 sampler cpu
+  local c=$1 side=$2 i=$3 pid t0 t1 sampler cpu client0 client1
   if [ "$side" = portcullis ]; then pid=$PC_PID; else case $c in ftp*) pid=$VSFTPD_PID;; *) pid=$SSHD_PID;; esac; fi
   reset_state
   /usr/bin/python3 "$REPO/bench/cpu_sampler.py" "$pid" > "$WORK/cpu.out" & sampler=$!
+  client0=$(client_ticks)
   t0=$(date +%s.%N)
   local ok=true
   run_case "$c" "$side" || { ok=false; echo "# FAILED: $c $side run $i" >&2; }
   t1=$(date +%s.%N)
+  client1=$(client_ticks)
   [ "$side" = portcullis ] || wait_no_children "$pid"
   kill -TERM "$sampler"; wait "$sampler" || true; cpu=$(cat "$WORK/cpu.out")
   if [ "$ok" = true ]; then
     local wrong; wrong=$(verify_case "$c")
     [ -z "$wrong" ] || { ok=false; echo "# WRONG DATA: $c $side run $i: $wrong" >&2; }
   fi
-  printf '{"case":"%s","side":"%s","run":%d,"wall_s":%s,"cpu_s":%s,"bytes":%d,"ok":%s}\n' \
+  printf '{"case":"%s","side":"%s","run":%d,"wall_s":%s,"cpu_s":%s,"client_cpu_s":%s,"bytes":%d,"ok":%s}\n' \
     "$c" "$side" "$i" "$(echo "$t1 - $t0" | bc -l | sed 's/^\./0./')" \
-    "$cpu" "$(bytes_of "$c")" "$ok" >> "$RAW"
+    "$cpu" "$(echo "scale=3; ($client1 - $client0) / $CLK_TCK" | bc | sed 's/^\./0./')" "$(bytes_of "$c")" "$ok" >> "$RAW"
   [ "$i" = 0 ] || tail -1 "$RAW" >&2
 }
 command -v bc >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bc >/dev/null; }

@@ -51,14 +51,19 @@ for c in cases:
     row = {"case": c, "peer_name": "vsftpd" if c.startswith("ftp") else "OpenSSH sshd"}
     for side in ("portcullis", "peer"):
         rs = [r for r in runs if r["case"] == c and r["side"] == side and r["run"] > 0]
+        # client_cpu_s: runs recorded before bench/run.sh measured the clients have none
+        client = [r["client_cpu_s"] for r in rs if "client_cpu_s" in r]
         row[side] = {"n": len(rs),
                      "wall_s": statistics.median(r["wall_s"] for r in rs) if rs else None,
-                     "cpu_s": statistics.median(r["cpu_s"] for r in rs) if rs else None}
+                     "cpu_s": statistics.median(r["cpu_s"] for r in rs) if rs else None,
+                     "client_cpu_s": statistics.median(client) if client else None}
         b = rs[0]["bytes"] if rs else 0
         if b and row[side]["wall_s"]:
             row[side]["mib_s"] = b / 1048576 / row[side]["wall_s"]
-        if b >= 1048576 * 8 and row[side]["cpu_s"] is not None:
-            row[side]["cpu_s_per_gib"] = row[side]["cpu_s"] / (b / 1073741824)
+        if b >= 1048576 * 8:
+            for key in ("cpu_s", "client_cpu_s"):
+                if row[side][key] is not None:
+                    row[side][key + "_per_gib"] = row[side][key] / (b / 1073741824)
     p, q = row["portcullis"], row["peer"]
     # speed ratio: peer time / Portcullis time (>1: Portcullis faster)
     row["speed_ratio"] = q["wall_s"] / p["wall_s"] if p["wall_s"] and q["wall_s"] else None
@@ -89,13 +94,13 @@ print(f"Size {params['size_mib']} MiB, {params['runs']} runs per side after 1 wa
       f"{params['small_files']} small files, {params['logins']} logins; total {params['elapsed_s']} s\n")
 if "ssh2_floor" in params:
     print(f"The Portcullis columns are bench/ssh2-floor.mjs ({params['ssh2_floor']} file calls), not Portcullis.\n")
-print("| case | peer | Portcullis wall s | peer wall s | Portcullis MiB/s | peer MiB/s | speed ratio P/peer (>1 P faster) | Portcullis CPU s | peer CPU s | CPU s/GiB P | CPU s/GiB peer |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| case | peer | Portcullis wall s | peer wall s | Portcullis MiB/s | peer MiB/s | speed ratio P/peer (>1 P faster) | Portcullis CPU s | peer CPU s | CPU s/GiB P | CPU s/GiB peer | client CPU s with P | client CPU s with peer |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in summary:
     p, q = r["portcullis"], r["peer"]
     print(f"| {r['case']} | {r['peer_name']} | {fmt(p['wall_s'])} | {fmt(q['wall_s'])} | {fmt(p.get('mib_s'), 1)} | "
           f"{fmt(q.get('mib_s'), 1)} | {fmt(r['speed_ratio'])} | {fmt(p['cpu_s'])} | {fmt(q['cpu_s'])} | "
-          f"{fmt(p.get('cpu_s_per_gib'))} | {fmt(q.get('cpu_s_per_gib'))} |")
+          f"{fmt(p.get('cpu_s_per_gib'))} | {fmt(q.get('cpu_s_per_gib'))} | {fmt(p['client_cpu_s'])} | {fmt(q['client_cpu_s'])} |")
 
 if memory:
     print("\n| idle SFTP sessions | server | sessions up | failed | PSS before MiB | PSS after MiB | PSS KiB per session | RSS KiB per session |")
