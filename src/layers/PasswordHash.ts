@@ -9,9 +9,16 @@
  *
  * Passwords longer than `maxPasswordBytes` are refused before any hashing: the
  * cost of a hash must not grow with attacker-chosen input (OpenSSH CVE-2016-6515).
+ *
+ * At most `argon2Concurrency` argon2id computations run at once. They share
+ * libuv's thread pool with every file call of every session, and each holds a
+ * thread for tens of milliseconds: unbounded, a wave of logins or of password
+ * guesses would hold every thread, and every session's transfers would stall
+ * behind it. A check whose login is abandoned keeps its slot until its
+ * computation ends, since the thread stays busy until then.
  */
 import bcrypt from "bcryptjs"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Semaphore } from "effect"
 import * as crypto from "node:crypto"
 import { verify as verifySha512Crypt } from "unixcrypt"
 import { PasswordHasher } from "../services/PasswordHasher.js"
@@ -44,8 +51,26 @@ const parseArgon2 = (hash: string): Argon2Hash | undefined => {
   return { memory, passes, parallelism, salt: Buffer.from(salt!, "base64"), tag: Buffer.from(tag!, "base64") }
 }
 
+/** The size of libuv's thread pool, by libuv's own reading of UV_THREADPOOL_SIZE (4 unless set; 1 to 1024). */
+const threadPoolSize = (): number => {
+  const set = process.env["UV_THREADPOOL_SIZE"]
+  if (set === undefined) return 4
+  const size = Number.parseInt(set, 10)
+  return Number.isNaN(size) || size < 1 ? 1 : Math.min(size, 1024)
+}
+
+/**
+ * How many argon2id computations may run at once: half of libuv's thread pool,
+ * at least one, so the other half stays free for file calls.
+ * @category constructors
+ */
+export const argon2Concurrency: number = Math.max(1, Math.floor(threadPoolSize() / 2))
+
+// One for the process, like the thread pool it rations.
+const argon2Slots = Semaphore.makeUnsafe(argon2Concurrency)
+
 const argon2 = (password: string, params: Omit<Argon2Hash, "tag">, tagLength: number) =>
-  Effect.callback<Buffer>((resume) => {
+  Effect.uninterruptible(Effect.callback<Buffer>((resume) => {
     crypto.argon2("argon2id", {
       message: password,
       nonce: params.salt,
@@ -58,7 +83,7 @@ const argon2 = (password: string, params: Omit<Argon2Hash, "tag">, tagLength: nu
       if (error) resume(Effect.die(error))
       else resume(Effect.succeed(derived))
     })
-  })
+  })).pipe(Semaphore.withPermit(argon2Slots))
 
 const bcryptPattern = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/
 const sha512CryptPattern = /^\$6\$(rounds=\d{1,9}\$)?[^$]{1,16}\$[./A-Za-z0-9]{86}$/
