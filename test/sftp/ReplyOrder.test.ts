@@ -11,10 +11,10 @@ import { Deferred, Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FaultyJail from "../utils/FaultyJail.js"
-import { packet, type RawChannel, rawChannel } from "../utils/SftpClient.js"
+import { openHandle, packet, type RawChannel, rawChannel } from "../utils/SftpClient.js"
 import { testServer } from "../utils/TestServer.js"
 
-const FXP = { Init: 1, Open: 3, Read: 5, Stat: 17, Status: 101, Handle: 102, Data: 103, Attrs: 105 } as const
+const FXP = { Init: 1, Read: 5, Stat: 17, Status: 101, Data: 103, Attrs: 105 } as const
 
 const alice = { password: "alice-password" }
 
@@ -74,10 +74,7 @@ describe("SFTP reply order and budget", () => {
       yield* Effect.scoped(Effect.gen(function*() {
         const raw = yield* rawChannel(server.port, "alice", alice)
         yield* started(raw)
-        yield* raw.send(packet(FXP.Open, 1, "/data", 1, 0))
-        const opened = yield* raw.next
-        assert.strictEqual(opened[0], FXP.Handle)
-        const handle = opened.subarray(9, 9 + opened.readUInt32BE(5))
+        const handle = yield* openHandle(raw, 1, "/data", 1)
         yield* faulty.arm(FaultyJail.readsHeld(gate))
         yield* raw.send(Buffer.concat(Array.from({ length: 200 }, (_, i) => packet(FXP.Read, 100 + i, handle, 0, i * 1024, 1024))))
         yield* faulty.awaitFired(64)
@@ -103,9 +100,7 @@ describe("SFTP reply order and budget", () => {
       yield* Effect.scoped(Effect.gen(function*() {
         const raw = yield* rawChannel(server.port, "alice", alice)
         yield* started(raw)
-        yield* raw.send(packet(FXP.Open, 1, "/data", 1, 0))
-        const opened = yield* raw.next
-        const handle = opened.subarray(9, 9 + opened.readUInt32BE(5))
+        const handle = yield* openHandle(raw, 1, "/data", 1)
         // Reads wait for a gate that never opens here; the close of the file counts as fired.
         yield* faulty.arm({
           ...FaultyJail.readsHeld(gate),

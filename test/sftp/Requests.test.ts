@@ -10,7 +10,7 @@ import * as path from "node:path"
 import type ssh2 from "ssh2"
 import { Events } from "../../src/services/Events.js"
 import { Sessions } from "../../src/services/Sessions.js"
-import { call, connect, packet, rawChannel } from "../utils/SftpClient.js"
+import { call, connect, openHandle, packet, rawChannel } from "../utils/SftpClient.js"
 import * as FaultyJail from "../utils/FaultyJail.js"
 import { testServer } from "../utils/TestServer.js"
 
@@ -320,9 +320,7 @@ describe("SFTP requests", () => {
         const raw = yield* rawChannel(server.port, "alice", { password: "alice-password" })
         yield* raw.send(packet(1, 3))
         yield* raw.next
-        yield* raw.send(packet(3, 1, "closing", 0x1a, 0))
-        const opened = yield* raw.next
-        const handle = opened.subarray(9, 9 + opened.readUInt32BE(5))
+        const handle = yield* openHandle(raw, 1, "closing", 0x1a)
         yield* faulty.arm({
           close: (f, real, tools) => (f.path === "/closing" ? tools.fired.pipe(Effect.andThen(Deferred.await(release)), Effect.andThen(real)) : real)
         })

@@ -123,3 +123,15 @@ export const packet = (type: number, ...fields: ReadonlyArray<number | string | 
   head.writeUInt32BE(body.length)
   return Buffer.concat([head, body])
 }
+
+/**
+ * Opens `path` with `pflags` (SSH_FXF_*) over a raw channel as request `id`,
+ * and returns its handle; fails when the reply is not SSH_FXP_HANDLE.
+ */
+export const openHandle = (raw: RawChannel, id: number, path: string, pflags: number) =>
+  Effect.gen(function*() {
+    yield* raw.send(packet(3, id, path, pflags, 0))
+    const opened = yield* raw.next
+    if (opened[0] !== 102) return yield* Effect.fail(new Error(`OPEN ${path}: reply type ${opened[0]}, not HANDLE`))
+    return opened.subarray(9, 9 + opened.readUInt32BE(5))
+  })
